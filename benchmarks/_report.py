@@ -1,0 +1,127 @@
+"""Shared plumbing for benchmark scripts: environment capture, JSON rows, tables.
+
+Every benchmark writes
+``{"benchmark", "commit", "environment", "rows": [{"impl", "case", "metric", "value", "seed"}]}``
+with one row per raw measurement; summaries are computed from the rows.
+
+Example:
+    >>> report = Report("demo")
+    >>> report.add(impl="ours", case="toy", metric="seconds", value=1.0, seed=0)
+    >>> report.rows[0]["impl"]
+    'ours'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Report", "base_parser", "environment", "git_commit"]
+
+
+def git_commit() -> str:
+    """The current commit hash (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform, CPU count, thread count and versions of the key libraries."""
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("torch", "numpy", "scikit-learn", "torchaudio", "torchvision", "torch-geometric", "tsai", "lightly"):
+        try:
+            env[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    if "torch" in sys.modules:
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        env["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return env
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags every benchmark takes: ``--json`` and ``--quick``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--json", type=Path, default=None, help="write the raw rows to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="a CI-sized run (smaller data, fewer repeats)")
+    return parser
+
+
+@dataclass
+class Report:
+    """Collects raw measurements and renders them as JSON and a summary table."""
+
+    benchmark: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, *, impl: str, case: str, metric: str, value: float, seed: int | None = None) -> None:
+        """Record one raw measurement."""
+        self.rows.append({"impl": impl, "case": case, "metric": metric, "value": float(value), "seed": seed})
+
+    def values(self, impl: str, case: str, metric: str) -> list[float]:
+        """All raw values recorded for one (impl, case, metric)."""
+        return [r["value"] for r in self.rows if (r["impl"], r["case"], r["metric"]) == (impl, case, metric)]
+
+    def median(self, impl: str, case: str, metric: str) -> float:
+        """Median of the raw values for one (impl, case, metric)."""
+        return statistics.median(self.values(impl, case, metric))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document."""
+        return {
+            "benchmark": self.benchmark,
+            "commit": git_commit(),
+            "environment": environment(),
+            **self.extra,
+            "rows": self.rows,
+        }
+
+    def write(self, path: Path | None) -> None:
+        """Write the JSON document to ``path`` (parents created); no-op when ``None``."""
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        print(f"wrote {path}")
+
+    def table(self) -> str:
+        """A plain-text table: median, min, max and count per (case, metric, impl)."""
+        groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        for r in self.rows:
+            groups[(r["case"], r["metric"], r["impl"])].append(r["value"])
+        header = f"{'case':<28} {'metric':<24} {'impl':<24} {'median':>12} {'min':>12} {'max':>12} {'n':>3}"
+        lines = [header, "-" * len(header)]
+        for (case, metric, impl), vals in sorted(groups.items()):
+            lines.append(
+                f"{case:<28} {metric:<24} {impl:<24} {statistics.median(vals):>12.4g} "
+                f"{min(vals):>12.4g} {max(vals):>12.4g} {len(vals):>3}"
+            )
+        return "\n".join(lines)
