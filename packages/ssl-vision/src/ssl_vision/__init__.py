@@ -1,0 +1,17 @@
+"""Vision plugin for ssl-core: self-supervised pretraining for images.
+
+The plugin is discovered through the ``ssl_core.plugins`` entry point ``vision``.
+Its components are declared as entry points and loaded lazily by ssl-core, so importing
+this package stays light: it does not import ``torchvision``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__: str = version("ssl-vision")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]
