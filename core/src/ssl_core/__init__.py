@@ -1,0 +1,188 @@
+"""ssl-core: contracts, discovery, training loop, CLI and evaluators for self-supervised learning.
+
+Importing ``ssl_core`` is cheap: torch and plugins load only when a name that needs
+them is first used.
+
+Example:
+    >>> import ssl_core
+    >>> ssl_core.__version__
+    '1.0.0'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import PLUGIN_API_VERSION, __version__
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "BuiltPipeline",
+    "ComponentConfig",
+    "ComponentNotFoundError",
+    "ConfigError",
+    "DatasetProvider",
+    "DatasetSplits",
+    "DistributedContext",
+    "Encoder",
+    "EncoderBase",
+    "Evaluator",
+    "Features",
+    "IncompatibleComponentsError",
+    "KMeansResult",
+    "KNNEvaluator",
+    "LayerWeightedProbeEvaluator",
+    "LengthBucketBatchSampler",
+    "LinearProbeEvaluator",
+    "NonFiniteLossError",
+    "Objective",
+    "ObjectiveBase",
+    "PipelineConfig",
+    "PluginLoadError",
+    "Recipe",
+    "Registry",
+    "RunResult",
+    "SSLCoreError",
+    "ThroughputMeter",
+    "TrainConfig",
+    "ViewGenerator",
+    "ViewGeneratorBase",
+    "Views",
+    "__version__",
+    "all_gather_with_grad",
+    "autocast_context",
+    "build_pipeline",
+    "capture_rng_state",
+    "cosine_schedule",
+    "default_registry",
+    "ema_update_",
+    "embed",
+    "evaluate",
+    "evaluate_checkpoint",
+    "hookimpl",
+    "init_distributed",
+    "kmeans",
+    "kmeans_predict",
+    "load_checkpoint",
+    "load_config",
+    "make_teacher",
+    "resolve_device",
+    "restore_rng_state",
+    "run",
+    "save_checkpoint",
+    "scan_plugins",
+    "train",
+    "warmup_cosine_lr",
+]
+
+# public name -> private module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "BuiltPipeline": "_pipeline",
+    "build_pipeline": "_pipeline",
+    "ComponentConfig": "_config",
+    "PipelineConfig": "_config",
+    "TrainConfig": "_config",
+    "load_config": "_config",
+    "ComponentNotFoundError": "_errors",
+    "ConfigError": "_errors",
+    "IncompatibleComponentsError": "_errors",
+    "NonFiniteLossError": "_errors",
+    "PluginLoadError": "_errors",
+    "SSLCoreError": "_errors",
+    "DatasetProvider": "_protocols",
+    "DatasetSplits": "_protocols",
+    "Encoder": "_protocols",
+    "Evaluator": "_protocols",
+    "Features": "_protocols",
+    "Objective": "_protocols",
+    "Recipe": "_protocols",
+    "ViewGenerator": "_protocols",
+    "Views": "_protocols",
+    "EncoderBase": "_bases",
+    "ObjectiveBase": "_bases",
+    "ViewGeneratorBase": "_bases",
+    "DistributedContext": "_distributed",
+    "all_gather_with_grad": "_distributed",
+    "init_distributed": "_distributed",
+    "KMeansResult": "_kmeans",
+    "kmeans": "_kmeans",
+    "kmeans_predict": "_kmeans",
+    "KNNEvaluator": "_evaluators",
+    "LayerWeightedProbeEvaluator": "_evaluators",
+    "LinearProbeEvaluator": "_evaluators",
+    "embed": "_evaluators",
+    "LengthBucketBatchSampler": "_sampler",
+    "ThroughputMeter": "_meters",
+    "Registry": "_registry",
+    "default_registry": "_registry",
+    "RunResult": "_run",
+    "evaluate": "_run",
+    "evaluate_checkpoint": "_run",
+    "run": "_run",
+    "autocast_context": "_device",
+    "resolve_device": "_device",
+    "capture_rng_state": "_checkpoint",
+    "load_checkpoint": "_checkpoint",
+    "restore_rng_state": "_checkpoint",
+    "save_checkpoint": "_checkpoint",
+    "cosine_schedule": "_schedules",
+    "warmup_cosine_lr": "_schedules",
+    "ema_update_": "_ema",
+    "make_teacher": "_ema",
+    "hookimpl": "_hooks",
+    "scan_plugins": "_discovery",
+    "train": "_train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ssl_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ._bases import EncoderBase, ObjectiveBase, ViewGeneratorBase
+    from ._checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+    from ._config import ComponentConfig, PipelineConfig, TrainConfig, load_config
+    from ._device import autocast_context, resolve_device
+    from ._discovery import scan_plugins
+    from ._distributed import DistributedContext, all_gather_with_grad, init_distributed
+    from ._ema import ema_update_, make_teacher
+    from ._errors import (
+        ComponentNotFoundError,
+        ConfigError,
+        IncompatibleComponentsError,
+        NonFiniteLossError,
+        PluginLoadError,
+        SSLCoreError,
+    )
+    from ._evaluators import KNNEvaluator, LayerWeightedProbeEvaluator, LinearProbeEvaluator, embed
+    from ._hooks import hookimpl
+    from ._kmeans import KMeansResult, kmeans, kmeans_predict
+    from ._meters import ThroughputMeter
+    from ._pipeline import BuiltPipeline, build_pipeline
+    from ._protocols import (
+        DatasetProvider,
+        DatasetSplits,
+        Encoder,
+        Evaluator,
+        Features,
+        Objective,
+        Recipe,
+        ViewGenerator,
+        Views,
+    )
+    from ._registry import Registry, default_registry
+    from ._run import RunResult, evaluate, evaluate_checkpoint, run
+    from ._sampler import LengthBucketBatchSampler
+    from ._schedules import cosine_schedule, warmup_cosine_lr
+    from ._train import train

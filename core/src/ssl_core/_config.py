@@ -1,0 +1,286 @@
+"""Pipeline configuration: TOML files checked against dataclass schemas.
+
+A pipeline file names one component per box and the training settings::
+
+    name = "quickstart"
+    seed = 0
+
+    [data]
+    name = "core.digits"
+
+    [encoder]
+    name = "core.mlp"
+    embed_dim = 128          # every other key is passed to the component
+
+    [views]
+    name = "core.noise"
+
+    [objective]
+    name = "core.simclr"
+
+    [train]
+    steps = 300
+    batch_size = 256
+
+    [[evaluate]]
+    name = "core.knn"
+
+Unknown keys get an error naming the closest valid key. Component parameters are
+checked against the component's signature when it is built.
+
+Example:
+    >>> cfg = load_config({"data": {"name": "core.digits"}, "encoder": {"name": "core.mlp"},
+    ...                    "views": {"name": "core.noise"}, "objective": {"name": "core.simclr"}},
+    ...                   overrides=["train.steps=5"])
+    >>> cfg.train.steps
+    5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from ._errors import ConfigError
+
+__all__ = ["ComponentConfig", "PipelineConfig", "TrainConfig", "apply_overrides", "load_config", "to_dict"]
+
+Precision = Literal["fp32", "bf16", "fp16"]
+Strategy = Literal["auto", "none", "ddp", "fsdp"]
+
+
+@dataclass
+class ComponentConfig:
+    """A component by registry name, with the keyword arguments for its factory."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the training loop (shared by every method)."""
+
+    steps: int = 1000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+    accumulate: int = 1
+    precision: Precision = "fp32"
+    compile: bool = False
+    device: str = "auto"
+    distributed: Strategy = "auto"
+    num_workers: int = 0
+    drop_last: bool = True
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    progress: bool = True
+    eval_batch_size: int = 512
+
+
+@dataclass
+class PipelineConfig:
+    """A whole pipeline: data, encoder, views, objective, training and evaluation."""
+
+    data: ComponentConfig
+    encoder: ComponentConfig
+    views: ComponentConfig
+    objective: ComponentConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: list[ComponentConfig] = field(default_factory=list)
+    name: str = "pipeline"
+    seed: int = 0
+    compare_random_init: bool = True
+    plots: bool = True
+
+
+_COMPONENT_KEYS = ("data", "encoder", "views", "objective")
+
+
+def _unknown_key(key: str, valid: Sequence[str], where: str) -> ConfigError:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    hint = f"; did you mean {match[0]!r}?" if match else f"; valid keys: {', '.join(sorted(valid))}"
+    return ConfigError(f"unknown key {key!r} in {where}{hint}")
+
+
+def _component(raw: Any, where: str) -> ComponentConfig:
+    if isinstance(raw, str):
+        return ComponentConfig(name=raw)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[{where}] must be a table with a 'name' key, got {type(raw).__name__}")
+    if "name" not in raw:
+        raise ConfigError(f"[{where}] needs a 'name' key naming a registered component (see `ssl plugins`)")
+    params = {k: v for k, v in raw.items() if k != "name"}
+    nested = params.pop("params", None)  # accept an explicit [x.params] table too
+    if isinstance(nested, Mapping):
+        params.update(nested)
+    return ComponentConfig(name=str(raw["name"]), params=dict(params))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = getattr(hint, "__origin__", None)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"train.{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"train.{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"train.{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        return str(value)
+    if origin is Literal:
+        options = get_args(hint)
+        if value not in options:
+            raise ConfigError(f"train.{key} must be one of {', '.join(map(repr, options))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(get_args(hint)):
+            raise ConfigError(f"train.{key} must be a list of {len(get_args(hint))} numbers, got {value!r}")
+        return tuple(float(v) for v in value)
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if args and len(args) < len(get_args(hint)):  # Optional[X]
+        return None if value is None else _coerce(value, args[0], key)
+    return value
+
+
+def _train(raw: Any) -> TrainConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[train] must be a table, got {type(raw).__name__}")
+    hints = get_type_hints(TrainConfig)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise _unknown_key(key, list(hints), "[train]")
+        values[key] = _coerce(value, hints[key], key)
+    cfg = TrainConfig(**values)
+    for key in ("steps", "batch_size", "accumulate", "eval_batch_size"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"train.{key} must be at least 1, got {getattr(cfg, key)}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"train.lr must be positive, got {cfg.lr}")
+    return cfg
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # bare strings need no quotes on the command line
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as TOML, else kept as strings).
+
+    Example:
+        >>> apply_overrides({"train": {"steps": 10}}, ["train.steps=20", "encoder.name=core.mlp"])
+        {'train': {'steps': 20}, 'encoder': {'name': 'core.mlp'}}
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key.path=value, e.g. train.steps=100")
+        parts = key.strip().split(".")
+        node: Any = raw
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a valid list index")
+                node = node[int(part)]
+                continue
+            node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a table")
+        node[parts[-1]] = _parse_value(text.strip())
+    return raw
+
+
+def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Read a pipeline from a TOML path or a mapping, apply overrides and validate it.
+
+    Raises:
+        ConfigError: a missing section, an unknown key (with the closest valid one)
+            or a value of the wrong type.
+    """
+    if isinstance(source, Mapping):
+        raw: dict[str, Any] = _deep_copy(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"pipeline file {str(path)!r} not found; pass a .toml path, or run `ssl run` alone for the built-in quickstart")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    raw = apply_overrides(raw, overrides)
+    valid = [f.name for f in dataclasses.fields(PipelineConfig)]
+    for key in raw:
+        if key not in valid:
+            raise _unknown_key(key, valid, "the pipeline")
+    for key in _COMPONENT_KEYS:
+        if key not in raw:
+            raise ConfigError(f"the pipeline needs a [{key}] table with a 'name' (see `ssl plugins` for names)")
+    evaluate = raw.get("evaluate", [])
+    if isinstance(evaluate, Mapping):
+        evaluate = [evaluate]
+    if not isinstance(evaluate, list):
+        raise ConfigError("[[evaluate]] must be an array of tables, each with a 'name'")
+    name, seed = raw.get("name", "pipeline"), raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    return PipelineConfig(
+        data=_component(raw["data"], "data"),
+        encoder=_component(raw["encoder"], "encoder"),
+        views=_component(raw["views"], "views"),
+        objective=_component(raw["objective"], "objective"),
+        train=_train(raw.get("train", {})),
+        evaluate=[_component(e, f"evaluate.{i}") for i, e in enumerate(evaluate)],
+        name=str(name),
+        seed=seed,
+        compare_random_init=bool(raw.get("compare_random_init", True)),
+        plots=bool(raw.get("plots", True)),
+    )
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def to_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    """The resolved config as plain TOML-ready data (component params inlined)."""
+
+    def component(c: ComponentConfig) -> dict[str, Any]:
+        return {"name": c.name, **c.params}
+
+    train = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg.train).items()}
+    out: dict[str, Any] = {"name": cfg.name, "seed": cfg.seed, "compare_random_init": cfg.compare_random_init,
+                           "plots": cfg.plots}
+    out.update({key: component(getattr(cfg, key)) for key in _COMPONENT_KEYS})
+    out["train"] = {k: v for k, v in train.items() if v is not None}
+    out["evaluate"] = [component(e) for e in cfg.evaluate]
+    return out

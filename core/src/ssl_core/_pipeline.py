@@ -1,0 +1,181 @@
+"""Build a pipeline's components from a config, and check that they fit together.
+
+Factories are called with the parameters from the config plus, where their
+signature asks for them and the config is silent, facts the pipeline knows: the
+dataset's ``info`` (e.g. ``in_dim``, ``sample_rate``), ``num_classes``,
+``modality`` and, once the encoder exists, its ``embed_dim``. Unknown parameters
+get an error naming the closest accepted one. Capabilities are checked before
+training starts, from declared flags, not by a crash mid-run.
+
+Example:
+    >>> from ssl_core._config import load_config
+    >>> cfg = load_config({"data": {"name": "core.digits"}, "encoder": {"name": "core.mlp"},
+    ...                    "views": {"name": "core.noise"}, "objective": {"name": "core.simclr"}})
+    >>> built = build_pipeline(cfg)
+    >>> built.encoder.embed_dim
+    128
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._config import ComponentConfig, PipelineConfig
+from ._errors import ConfigError, IncompatibleComponentsError
+from ._protocols import DatasetSplits
+from ._registry import Registry, default_registry
+
+__all__ = ["BuiltPipeline", "build_component", "build_encoder", "build_evaluators", "build_pipeline", "check_compatible"]
+
+
+@dataclass
+class BuiltPipeline:
+    """The live components of a pipeline."""
+
+    splits: DatasetSplits
+    encoder: nn.Module
+    views: Any
+    objective: nn.Module
+    evaluators: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def build_component(
+    factory: Callable[..., Any], params: Mapping[str, Any], context: Mapping[str, Any], what: str
+) -> Any:
+    """Call ``factory(**params)``, filling missing parameters from ``context`` by name.
+
+    Raises:
+        ConfigError: an unknown parameter (with the closest valid one) or a required
+            one that neither the config nor the pipeline provides.
+    """
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return factory(**params)
+    accepted = {n: p for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    if not takes_any:
+        for key in params:
+            if key not in accepted:
+                match = difflib.get_close_matches(key, list(accepted), n=1, cutoff=0.5)
+                hint = f"; did you mean {match[0]!r}?" if match else f"; it accepts: {', '.join(accepted) or 'nothing'}"
+                raise ConfigError(f"{what} has no parameter {key!r}{hint}")
+    kwargs = dict(params)
+    missing = []
+    for name, p in accepted.items():
+        if name in kwargs:
+            continue
+        if name in context:
+            kwargs[name] = context[name]
+        elif p.default is p.empty:
+            missing.append(name)
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(repr(m) for m in missing)}; set it in the pipeline file")
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}: {exc}") from exc
+
+
+def _flag(obj: Any, name: str, default: Any) -> Any:
+    return getattr(obj, name, default)
+
+
+def check_compatible(splits: DatasetSplits, encoder: Any, views: Any, objective: Any, names: Mapping[str, str]) -> None:
+    """Raise :class:`IncompatibleComponentsError` when the boxes cannot work together.
+
+    Checks declared capabilities: modality of data, encoder and views; an objective
+    that needs tokens, token masks or per-layer states from the encoder.
+    """
+    enc_mod = _flag(encoder, "modality", "any")
+    view_mod = _flag(views, "modality", "any")
+    data_mod = splits.modality
+    if enc_mod != "any" and data_mod not in ("any", enc_mod) and view_mod in ("any", data_mod):
+        raise IncompatibleComponentsError(
+            f"encoder {names['encoder']!r} takes {enc_mod} input but dataset {names['data']!r} is {data_mod}; "
+            f"pick an encoder for {data_mod} data or views that turn {data_mod} into {enc_mod}"
+        )
+    if view_mod != "any" and data_mod != "any" and view_mod != data_mod:
+        raise IncompatibleComponentsError(
+            f"views {names['views']!r} expect {view_mod} batches but dataset {names['data']!r} yields {data_mod}"
+        )
+    needs = [
+        ("requires_tokens", "returns_tokens", "per-token features (Features.tokens)"),
+        ("requires_token_mask", "supports_token_mask", "a token_mask argument (masked modelling)"),
+        ("requires_layers", "returns_layers", "per-layer hidden states (Features.layers)"),
+    ]
+    for need, has, what in needs:
+        if _flag(objective, need, False) and not _flag(encoder, has, False):
+            raise IncompatibleComponentsError(
+                f"objective {names['objective']!r} needs {what}, which encoder {names['encoder']!r} "
+                f"({type(encoder).__name__}) does not provide ({has}=False); choose an encoder that does"
+            )
+    dim = _flag(objective, "embed_dim", None)
+    if isinstance(dim, int) and dim != encoder.embed_dim:
+        raise IncompatibleComponentsError(
+            f"objective {names['objective']!r} was built for embed_dim={dim} but encoder {names['encoder']!r} "
+            f"outputs {encoder.embed_dim}; drop embed_dim from [objective] to take the encoder's"
+        )
+
+
+def _context(splits: DatasetSplits) -> dict[str, Any]:
+    return {**splits.info, "num_classes": splits.num_classes, "modality": splits.modality}
+
+
+def build_encoder(cfg: PipelineConfig, splits: DatasetSplits, registry: Registry | None = None) -> nn.Module:
+    """Build the encoder alone, seeded from ``cfg.seed`` so its random init is reproducible."""
+    registry = registry or default_registry()
+    torch.manual_seed(cfg.seed)
+    encoder = build_component(registry.get("encoder", cfg.encoder.name), cfg.encoder.params, _context(splits),
+                              f"encoder {cfg.encoder.name!r}")
+    if not isinstance(getattr(encoder, "embed_dim", None), int):
+        raise ConfigError(f"encoder {cfg.encoder.name!r} must set an integer embed_dim attribute")
+    return encoder  # type: ignore[no-any-return]
+
+
+def build_evaluators(
+    specs: list[ComponentConfig], splits: DatasetSplits, registry: Registry | None = None
+) -> dict[str, Any]:
+    """Build evaluators; repeated names get a ``#2``, ``#3`` suffix in the result keys."""
+    registry = registry or default_registry()
+    out: dict[str, Any] = {}
+    for spec in specs:
+        key = spec.name
+        n = 2
+        while key in out:
+            key, n = f"{spec.name}#{n}", n + 1
+        out[key] = build_component(registry.get("evaluator", spec.name), spec.params, _context(splits),
+                                   f"evaluator {spec.name!r}")
+    return out
+
+
+def build_pipeline(cfg: PipelineConfig, registry: Registry | None = None, *, root: str | None = None) -> BuiltPipeline:
+    """Resolve every name in ``cfg`` through the registry and build the components."""
+    registry = registry or default_registry()
+    data_params = dict(cfg.data.params)
+    if root is not None:
+        data_params["root"] = root
+    splits = build_component(registry.get("dataset", cfg.data.name), data_params, {}, f"dataset {cfg.data.name!r}")
+    if not isinstance(splits, DatasetSplits):
+        raise ConfigError(f"dataset {cfg.data.name!r} returned {type(splits).__name__}, not DatasetSplits")
+    if len(splits.train) == 0:  # type: ignore[arg-type]
+        raise ConfigError(f"dataset {cfg.data.name!r} has an empty training split; check its root or options")
+    encoder = build_encoder(cfg, splits, registry)
+    context = {**_context(splits), "embed_dim": encoder.embed_dim}
+    views = build_component(registry.get("views", cfg.views.name), cfg.views.params, context, f"views {cfg.views.name!r}")
+    objective = build_component(registry.get("objective", cfg.objective.name), cfg.objective.params, context,
+                                f"objective {cfg.objective.name!r}")
+    names = {"data": cfg.data.name, "encoder": cfg.encoder.name, "views": cfg.views.name,
+             "objective": cfg.objective.name}
+    check_compatible(splits, encoder, views, objective, names)
+    evaluators = build_evaluators(cfg.evaluate, splits, registry)
+    return BuiltPipeline(splits=splits, encoder=encoder, views=views, objective=objective,
+                         evaluators=evaluators, context=context)

@@ -1,0 +1,403 @@
+"""The one training loop every method uses, in plain PyTorch.
+
+It runs views -> objective(encoder, views) -> loss, with autocast, optional
+``torch.compile``, gradient accumulation and clipping, a warm-up + cosine LR,
+DDP/FSDP2 from ``torchrun``, atomic checkpoints with exact resume, NaN/inf
+detection, a progress bar and a CSV log.
+
+Exact resume: the data order of each epoch comes from a sampler seeded by
+``(seed, epoch)``; a resumed run rebuilds that order and skips the batches already
+consumed, and restores every RNG (Python, NumPy, torch, the view generator), so
+``N`` steps equal ``k`` steps + kill + resume ``N - k`` steps bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ._checkpoint import (
+    capture_rng_state,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+)
+from ._config import TrainConfig
+from ._device import autocast_context, needs_grad_scaler
+from ._distributed import DistributedContext, wrap_model
+from ._errors import ConfigError, NonFiniteLossError
+from ._meters import ThroughputMeter, peak_memory_mb
+from ._protocols import Batch, Views
+from ._schedules import warmup_cosine_lr
+
+__all__ = ["PretrainModel", "TrainResult", "move_to_device", "train"]
+
+
+class PretrainModel(nn.Module):
+    """Encoder + objective as one module, so DDP/FSDP wrap and checkpoint both together."""
+
+    def __init__(self, encoder: nn.Module, objective: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.objective = objective
+
+    def forward(self, views: Views) -> dict[str, Tensor]:
+        return self.objective(self.encoder, views)  # type: ignore[no-any-return]
+
+
+@dataclass
+class TrainResult:
+    """What training produced: the history and the throughput figures."""
+
+    steps: int
+    seconds: float
+    samples_per_second: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: str | None = None
+    peak_memory_mb: float | None = None
+    resumed_from: int | None = None
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to ``device``; other objects pass through.
+
+    Objects with a ``.to(device)`` method (e.g. PyG ``Data``) are moved too.
+    """
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    to = getattr(batch, "to", None)
+    return to(device) if callable(to) else batch
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg.weight_decay)
+    if not any(g["params"] for g in groups):
+        raise ConfigError("nothing to train: the encoder and objective have no parameters that require gradients")
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    raise ConfigError(f"train.optimizer {cfg.optimizer!r} is not supported; use 'adamw' or 'sgd'")
+
+
+class _EpochBatches:
+    """Seeded, resumable, rank-sharded batches of indices (DistributedSampler underneath)."""
+
+    def __init__(self, size: int, local_batch: int, ctx: DistributedContext, seed: int) -> None:
+        self.size, self.local_batch, self.ctx, self.seed = size, local_batch, ctx, seed
+        self.per_epoch = (size // ctx.world_size) // local_batch
+        if self.per_epoch < 1:
+            raise ConfigError(
+                f"the training split has {size} samples, fewer than one batch of {local_batch * ctx.world_size}; "
+                f"lower train.batch_size or use more data"
+            )
+
+    def batches(self, epoch: int, skip: int = 0) -> list[list[int]]:
+        sampler = DistributedSampler(
+            range(self.size),  # type: ignore[arg-type]
+            num_replicas=self.ctx.world_size,
+            rank=self.ctx.rank,
+            shuffle=True,
+            seed=self.seed,
+            drop_last=True,
+        )
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        return [order[i * self.local_batch : (i + 1) * self.local_batch] for i in range(skip, self.per_epoch)]
+
+
+def _batch_size(batch: Batch) -> int:
+    x = batch.get("x")
+    if isinstance(x, Tensor):
+        return int(x.shape[0])
+    size = batch.get("batch_size")
+    return int(size) if size is not None else 1
+
+
+def train(
+    *,
+    encoder: nn.Module,
+    objective: nn.Module,
+    views: Callable[[Batch, torch.Generator], Views],
+    dataset: Dataset[Any],
+    collate: Callable[[Sequence[Any]], Batch],
+    cfg: TrainConfig,
+    ctx: DistributedContext,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    config_dict: Mapping[str, Any] | None = None,
+    hooks: Any = None,
+) -> TrainResult:
+    """Pretrain ``encoder`` with ``objective`` on ``dataset`` for ``cfg.steps`` optimizer steps.
+
+    Args:
+        views: the view generator; called as ``views(batch, generator)``.
+        ctx: from :func:`ssl_core.init_distributed` (single process when not under torchrun).
+        out_dir: where ``checkpoints/``, ``log.csv`` go; ``None`` writes nothing.
+        resume: continue from the latest checkpoint in ``out_dir/checkpoints``.
+        hooks: a pluggy ``PluginManager`` with ssl-core's hookspecs, or ``None``.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
+    """
+    device = ctx.device
+    if cfg.batch_size % ctx.world_size:
+        raise ConfigError(f"train.batch_size {cfg.batch_size} must be divisible by the {ctx.world_size} processes")
+    local_batch = cfg.batch_size // ctx.world_size
+    model = PretrainModel(encoder, objective).to(device)
+    if cfg.compile:
+        model.encoder.compile()
+    wrapped = wrap_model(model, ctx, "none" if cfg.distributed == "auto" and ctx.world_size == 1 else
+                         ("ddp" if cfg.distributed == "auto" else cfg.distributed))
+    optimizer = _make_optimizer(model, cfg)
+    scheduler = warmup_cosine_lr(
+        optimizer, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device, cfg.precision))
+    view_rng = torch.Generator(device=device)
+    view_rng.manual_seed(seed * 1_000_003 + ctx.rank)
+    loader_rng = torch.Generator()  # keeps DataLoader from drawing on the global RNG
+    loader_rng.manual_seed(seed)
+
+    ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
+    step, epoch, batch_in_epoch = 0, 0, 0
+    resumed_from: int | None = None
+    last_ckpt: Path | None = None
+    if resume:
+        if ckpt_dir is None:
+            raise ConfigError("--resume needs an output directory (--out) holding checkpoints/")
+        last_ckpt = latest_checkpoint(ckpt_dir)
+        if last_ckpt is None:
+            raise ConfigError(f"--resume: no checkpoint found in {ckpt_dir}; run without --resume to start fresh")
+        state = load_checkpoint(last_ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        rng = state["rng"]
+        restore_rng_state(rng[ctx.rank] if isinstance(rng, list) else rng, view_rng)
+        if "loader_rng" in state:
+            loader_rng.set_state(state["loader_rng"])
+        resumed_from = step
+
+    log_path = out_dir / "log.csv" if out_dir is not None and ctx.is_main else None
+    history: list[dict[str, float]] = _read_history(log_path, upto=step) if resume and log_path else []
+    fields: list[str] | None = list(history[0]) if history else None
+    if hooks is not None:
+        hooks.hook.ssl_on_train_start(config=dict(config_dict or {}), encoder=encoder, objective=objective,
+                                      out_dir=str(out_dir) if out_dir else None)
+
+    epochs = _EpochBatches(len(dataset), local_batch, ctx, seed)  # type: ignore[arg-type]
+
+    def batches_from(epoch: int, skip: int) -> Iterator[Batch]:
+        loader = DataLoader(
+            dataset,
+            batch_sampler=epochs.batches(epoch, skip),
+            collate_fn=collate,
+            num_workers=cfg.num_workers,
+            generator=loader_rng,
+            pin_memory=device.type == "cuda",
+        )
+        return iter(loader)
+
+    data = batches_from(epoch, batch_in_epoch)
+    meter = ThroughputMeter()
+    progress = _progress(cfg, ctx, initial=step)
+    started = time.perf_counter()
+    wrapped.train()
+    try:
+        while step < cfg.steps:
+            totals: dict[str, float] = {}
+            samples = 0
+            for micro in range(cfg.accumulate):
+                try:
+                    batch = next(data)
+                except StopIteration:
+                    epoch, batch_in_epoch = epoch + 1, 0
+                    data = batches_from(epoch, 0)
+                    batch = next(data)
+                batch_in_epoch += 1
+                batch = move_to_device(batch, device)
+                samples += _batch_size(batch)
+                last_micro = micro == cfg.accumulate - 1
+                sync = wrapped.no_sync() if (not last_micro and hasattr(wrapped, "no_sync")) else _null()
+                with sync:
+                    with autocast_context(device, cfg.precision):
+                        out = wrapped(views(batch, view_rng))
+                    loss = out["loss"]
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        raise NonFiniteLossError(step + 1, value, str(last_ckpt) if last_ckpt else None)
+                    scaler.scale(loss / cfg.accumulate).backward()
+                for key, val in out.items():
+                    totals[key] = totals.get(key, 0.0) + float(val.detach()) / cfg.accumulate
+            if cfg.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                totals["grad_norm"] = float(grad_norm)
+            lr = optimizer.param_groups[0]["lr"]
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            on_step_end = getattr(model.objective, "on_step_end", None)
+            if callable(on_step_end):
+                on_step_end(step, cfg.steps)
+            meter.update(samples * ctx.world_size)
+            row = {"step": float(step), "epoch": float(epoch), "lr": lr, **totals,
+                   "samples_per_second": meter.rate(), "seconds": time.perf_counter() - started}
+            if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
+                history.append(row)
+                if log_path is not None:
+                    fields = _append_csv(log_path, row, fields)
+                if hooks is not None and ctx.is_main:
+                    hooks.hook.ssl_log_metrics(step=step, metrics=row)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{totals['loss']:.4f}", refresh=False)
+            if ckpt_dir is not None and (
+                (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps
+            ):
+                last_ckpt = _save(ckpt_dir, model, optimizer, scheduler, scaler, view_rng, loader_rng,
+                                  step, epoch, batch_in_epoch, ctx, config_dict, cfg.keep_checkpoints)
+            if hooks is not None and ctx.is_main:
+                hooks.hook.ssl_on_step_end(step=step, metrics=row)
+    finally:
+        if progress is not None:
+            progress.close()
+    seconds = time.perf_counter() - started
+    result = TrainResult(
+        steps=step,
+        seconds=seconds,
+        samples_per_second=meter.overall_rate(),
+        history=history,
+        checkpoint=str(last_ckpt) if last_ckpt else None,
+        peak_memory_mb=peak_memory_mb(device),
+        resumed_from=resumed_from,
+    )
+    if hooks is not None and ctx.is_main:
+        hooks.hook.ssl_on_train_end(summary={"steps": step, "seconds": seconds})
+    return result
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _save(
+    ckpt_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    view_rng: torch.Generator,
+    loader_rng: torch.Generator,
+    step: int,
+    epoch: int,
+    batch_in_epoch: int,
+    ctx: DistributedContext,
+    config_dict: Mapping[str, Any] | None,
+    keep: int,
+) -> Path:
+    rng: Any = capture_rng_state(view_rng)
+    if ctx.world_size > 1:
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * ctx.world_size
+        dist.all_gather_object(gathered, rng)
+        rng = gathered
+    path = checkpoint_path(ckpt_dir, step)
+    if ctx.is_main:
+        state = {
+            "step": step,
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "model": model.state_dict(),
+            "encoder": model.encoder.state_dict(),  # type: ignore[union-attr]
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng,
+            "loader_rng": loader_rng.get_state(),
+            "config": dict(config_dict or {}),
+        }
+        save_checkpoint(path, state)
+        prune_checkpoints(ckpt_dir, keep=max(1, keep))
+    if ctx.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return path
+
+
+def _progress(cfg: TrainConfig, ctx: DistributedContext, initial: int) -> Any:
+    if not (cfg.progress and ctx.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.steps, initial=initial, desc="pretrain", unit="step", dynamic_ncols=True)
+
+
+def _append_csv(path: Path, row: Mapping[str, float], fields: list[str] | None) -> list[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = fields is None or not path.exists()
+    fields = fields or list(row)
+    with path.open("a" if not new else "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in fields})
+    return fields
+
+
+def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
+    """Rows of an earlier run's log up to ``upto``; the file is rewritten without later rows."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    rows = [r for r in rows if r.get("step", 0) <= upto]
+    if rows:
+        fields = list(rows[0])
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        path.unlink()
+    return rows
