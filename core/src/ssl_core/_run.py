@@ -44,6 +44,7 @@ class RunResult:
     config: PipelineConfig
     out_dir: Path | None
     encoder: nn.Module
+    history: list[dict[str, float]]
 
 
 def builtin_pipeline(name: str) -> Path:
@@ -204,7 +205,7 @@ def run(
                 if cfg.plots:
                     metrics["plots"] = _plots(out_dir, result.history, encoder, built.splits, cfg)
                 (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        return RunResult(metrics=metrics, config=cfg, out_dir=out_dir, encoder=encoder)
+        return RunResult(metrics=metrics, config=cfg, out_dir=out_dir, encoder=encoder, history=result.history)
     finally:
         cleanup_distributed()
 

@@ -36,7 +36,7 @@ from ._checkpoint import (
 )
 from ._config import TrainConfig
 from ._device import autocast_context, needs_grad_scaler
-from ._distributed import DistributedContext, wrap_model
+from ._distributed import DistributedContext, all_reduce_mean, wrap_model
 from ._errors import ConfigError, NonFiniteLossError
 from ._meters import ThroughputMeter, peak_memory_mb
 from ._protocols import Batch, Views
@@ -256,11 +256,16 @@ def train(
                         out = wrapped(views(batch, view_rng))
                     loss = out["loss"]
                     value = float(loss.detach())
-                    if not math.isfinite(value):
+                    finite = math.isfinite(value)
+                    if ctx.world_size > 1:  # every rank must stop together, or the others hang in backward
+                        finite = float(all_reduce_mean(torch.tensor([0.0 if finite else 1.0], device=device))) == 0.0
+                    if not finite:
                         raise NonFiniteLossError(step + 1, value, str(last_ckpt) if last_ckpt else None)
                     scaler.scale(loss / cfg.accumulate).backward()
                 for key, val in out.items():
                     totals[key] = totals.get(key, 0.0) + float(val.detach()) / cfg.accumulate
+            if ctx.world_size > 1:  # log the global batch's values, not this rank's share
+                totals = _mean_over_ranks(totals, device)
             if cfg.grad_clip is not None:
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -309,6 +314,13 @@ def train(
     if hooks is not None and ctx.is_main:
         hooks.hook.ssl_on_train_end(summary={"steps": step, "seconds": seconds})
     return result
+
+
+def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    keys = sorted(values)
+    packed = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    packed = all_reduce_mean(packed)
+    return dict(zip(keys, packed.tolist()))
 
 
 class _null:
