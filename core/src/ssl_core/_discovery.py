@@ -15,9 +15,9 @@ from __future__ import annotations
 import importlib.util
 from collections import defaultdict
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Final, Literal
 
+from ._metadata import InstalledDistribution, scan_distributions
 from ._version import PLUGIN_API_VERSION, __version__
 
 __all__ = [
@@ -130,10 +130,10 @@ def _canonical(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def _core_requirement(dist: metadata.Distribution) -> str | None:
+def _core_requirement(dist: InstalledDistribution) -> str | None:
     from packaging.requirements import InvalidRequirement, Requirement
 
-    for line in dist.requires or ():
+    for line in dist.requires:
         try:
             req = Requirement(line)
         except InvalidRequirement:
@@ -180,27 +180,21 @@ def scan_plugins() -> DiscoveryReport:
     """
     plugins: dict[str, PluginStatus] = {}
     groups = {group: kind for kind, group in COMPONENT_GROUPS.items()}
-    for dist in metadata.distributions():
-        dist_name = dist.metadata["Name"] or "<unnamed>"
-        ours = [ep for ep in dist.entry_points if ep.group.startswith("ssl_core.")]
-        if not ours:
-            continue
-        key = _canonical(dist_name)
-        if key in plugins:  # the same distribution visible twice on sys.path: first one wins, like importlib
-            continue
-        plugin = PluginStatus(name=dist_name, version=dist.version or "?")
+    for dist in scan_distributions():
+        key = _canonical(dist.name)
+        plugin = PluginStatus(name=dist.name, version=dist.version)
         plugins[key] = plugin
         if key != CORE_DISTRIBUTION:
             plugin.requirement = _core_requirement(dist)
-        for ep in ours:
-            if ep.group in groups:
-                plugin.components.append(ComponentEntry(groups[ep.group], ep.name, ep.value, dist_name))
-            elif ep.group == HOOKS_GROUP:
-                plugin.hooks.append(ep.value)
-            elif ep.group != PLUGINS_GROUP:
-                plugin.flag("error", f"unknown entry-point group {ep.group!r} (known: {', '.join(sorted(groups))})")
-            if ":" in ep.value and not ep.value.partition(":")[0].strip():
-                plugin.flag("error", f"entry point {ep.name!r} has no module in {ep.value!r}")
+        for group, name, value in dist.entry_points:
+            if group in groups:
+                plugin.components.append(ComponentEntry(groups[group], name, value, dist.name))
+            elif group == HOOKS_GROUP:
+                plugin.hooks.append(value)
+            elif group != PLUGINS_GROUP:
+                plugin.flag("error", f"unknown entry-point group {group!r} (known: {', '.join(sorted(groups))})")
+            if ":" in value and not value.partition(":")[0].strip():
+                plugin.flag("error", f"entry point {name!r} has no module in {value!r}")
         for module in sorted({c.module for c in plugin.components} | {h.partition(":")[0] for h in plugin.hooks}):
             if module:
                 _check_module_exists(plugin, module)
