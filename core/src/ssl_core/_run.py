@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ._checkpoint import latest_checkpoint, load_checkpoint
+from ._checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from ._config import PipelineConfig, load_config, to_dict
 from ._distributed import DistributedContext, cleanup_distributed, init_distributed
 from ._errors import ConfigError
@@ -225,7 +225,12 @@ def evaluate_checkpoint(
         if found is None:
             raise ConfigError(f"no checkpoint in {path} or {path / 'checkpoints'}; pass a .pt file written by `ssl run`")
         path = found
-    state = load_checkpoint(path, weights_only=False)
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint at {path}; pass a .pt file or a run directory written by `ssl run`")
+    try:
+        state = load_checkpoint(path, weights_only=False)
+    except CheckpointError as exc:
+        raise ConfigError(str(exc)) from exc
     if "config" not in state or "encoder" not in state:
         raise ConfigError(f"{path} was not written by `ssl run` (no config/encoder inside)")
     cfg = load_config(state["config"], overrides)

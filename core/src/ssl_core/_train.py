@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ._checkpoint import (
+    CheckpointError,
     capture_rng_state,
     checkpoint_path,
     latest_checkpoint,
@@ -180,7 +181,7 @@ def train(
                          ("ddp" if cfg.distributed == "auto" else cfg.distributed))
     optimizer = _make_optimizer(model, cfg)
     scheduler = warmup_cosine_lr(
-        optimizer, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
+        optimizer, warmup_steps=min(cfg.warmup_steps, cfg.steps), total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
     )
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device, cfg.precision))
     view_rng = torch.Generator(device=device)
@@ -198,7 +199,10 @@ def train(
         last_ckpt = latest_checkpoint(ckpt_dir)
         if last_ckpt is None:
             raise ConfigError(f"--resume: no checkpoint found in {ckpt_dir}; run without --resume to start fresh")
-        state = load_checkpoint(last_ckpt, map_location=device, weights_only=False)
+        try:
+            state = load_checkpoint(last_ckpt, map_location=device, weights_only=False)
+        except CheckpointError as exc:
+            raise ConfigError(f"--resume: {exc}; delete that file to resume from the one before it") from exc
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
