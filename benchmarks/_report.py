@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -54,10 +55,8 @@ def environment() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     for dist in ("torch", "numpy", "scikit-learn", "torchaudio", "torchvision", "torch-geometric", "tsai", "lightly"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             env[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
     if "torch" in sys.modules:
         import torch
 

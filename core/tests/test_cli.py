@@ -11,13 +11,26 @@ from pathlib import Path
 import pytest
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-QUICK = ["--set", "train.steps=20", "--set", "train.batch_size=64", "--set", "train.progress=false",
-         "--set", "encoder.hidden_dim=32", "--set", "encoder.embed_dim=16", "--set", "evaluate=[{name='core.knn', k=[10]}]"]
+QUICK = [
+    "--set",
+    "train.steps=20",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "train.progress=false",
+    "--set",
+    "encoder.hidden_dim=32",
+    "--set",
+    "encoder.embed_dim=16",
+    "--set",
+    "evaluate=[{name='core.knn', k=[10]}]",
+]
 
 
 def ssl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssl_core", *args], capture_output=True, text=True, env=ENV,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ssl_core", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +54,7 @@ def test_run_builtin_quickstart_writes_outputs(run_dir: Path) -> None:
 def test_evaluate_a_run_directory(run_dir: Path) -> None:
     result = ssl("evaluate", str(run_dir), "--evaluator", "core.linear_probe", "--json")
     assert result.returncode == 0, result.stderr
-    values = json.loads(result.stdout[result.stdout.index("{"):])
+    values = json.loads(result.stdout[result.stdout.index("{") :])
     assert values["core.linear_probe"]["linear_top1"] > 0.5
 
 

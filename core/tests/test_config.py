@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 import torch
 
-from ssl_core import ComponentNotFoundError, ConfigError, IncompatibleComponentsError, Registry, build_pipeline, load_config
+from ssl_core import (
+    ComponentNotFoundError,
+    ConfigError,
+    IncompatibleComponentsError,
+    Registry,
+    build_pipeline,
+    load_config,
+)
 from ssl_core._bases import ObjectiveBase
 
 BASE: dict[str, Any] = {
@@ -24,8 +31,17 @@ def with_(**changes: Any) -> dict[str, Any]:
 
 
 def test_overrides_are_parsed_as_toml_values() -> None:
-    cfg = load_config(BASE, ["train.steps=7", "train.lr=0.5", "train.compile=true", "encoder.embed_dim=16",
-                             "train.precision=bf16", "evaluate=[{name='core.knn', k=[5]}]"])
+    cfg = load_config(
+        BASE,
+        [
+            "train.steps=7",
+            "train.lr=0.5",
+            "train.compile=true",
+            "encoder.embed_dim=16",
+            "train.precision=bf16",
+            "evaluate=[{name='core.knn', k=[5]}]",
+        ],
+    )
     assert (cfg.train.steps, cfg.train.lr, cfg.train.compile, cfg.train.precision) == (7, 0.5, True, "bf16")
     assert cfg.encoder.params == {"embed_dim": 16}
     assert cfg.evaluate[0].name == "core.knn" and cfg.evaluate[0].params == {"k": [5]}
@@ -59,9 +75,9 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
 
 
 def test_unknown_component_and_parameter_name_the_closest() -> None:
-    with pytest.raises(ComponentNotFoundError, match="did you mean 'core.simclr'"):
+    with pytest.raises(ComponentNotFoundError, match=r"did you mean 'core\.simclr'"):
         build_pipeline(load_config(with_(objective={"name": "core.simclir"})))
-    with pytest.raises(ConfigError, match="encoder 'core.mlp' has no parameter 'embed_dims'; did you mean 'embed_dim'"):
+    with pytest.raises(ConfigError, match=r"'core\.mlp' has no parameter 'embed_dims'; did you mean 'embed_dim'"):
         build_pipeline(load_config(with_(encoder={"name": "core.mlp", "embed_dims": 8})))
 
 
@@ -99,5 +115,7 @@ def test_views_of_another_modality_are_rejected() -> None:
 
     registry = Registry()
     registry.register("views", "test.image", ImageViews)
-    with pytest.raises(IncompatibleComponentsError, match="expect image batches but dataset 'core.digits' yields vector"):
+    with pytest.raises(
+        IncompatibleComponentsError, match=r"expect image batches but dataset 'core\.digits' yields vector"
+    ):
         build_pipeline(load_config(with_(views={"name": "test.image"})), registry)

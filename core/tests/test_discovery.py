@@ -7,40 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 
-def make_distribution(
-    site: Path,
-    name: str,
-    *,
-    entry_points: dict[str, dict[str, str]],
-    requires_core: str | None = ">=1.0,<2",
-    module: str | None = None,
-    module_source: str = "",
-    version: str = "0.1.0",
-) -> None:
-    """Write a minimal installed distribution (dist-info + module) into ``site``."""
-    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
-    if requires_core is not None:
-        meta.append(f"Requires-Dist: ssl-core{requires_core}")
-    (info / "METADATA").write_text("\n".join(meta) + "\n")
-    lines = []
-    for group, entries in entry_points.items():
-        lines.append(f"[{group}]")
-        lines += [f"{key} = {value}" for key, value in entries.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    if module is not None:
-        (site / f"{module}.py").write_text(textwrap.dedent(module_source))
-
-
 def run_cli(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run([sys.executable, "-m", "ssl_core", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ssl_core", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 GOOD_SOURCE = """
@@ -51,23 +28,50 @@ def provider(root=None, **options):
 
 
 @pytest.fixture()
-def plugin_site(tmp_path: Path) -> Path:
+def plugin_site(tmp_path: Path, fake_distribution: Callable[..., None]) -> Path:
+    make_distribution = fake_distribution
     site = tmp_path / "site"
     site.mkdir()
-    make_distribution(site, "ssl-good", entry_points={
-        "ssl_core.plugins": {"good": "ssl_good"},
-        "ssl_core.datasets": {"good.data": "ssl_good:provider"},
-    }, module="ssl_good", module_source=GOOD_SOURCE)
-    make_distribution(site, "ssl-old", entry_points={"ssl_core.datasets": {"old.data": "ssl_old:provider"}},
-                      requires_core=">=0.1,<1", module="ssl_old", module_source=GOOD_SOURCE)
-    make_distribution(site, "ssl-broken", entry_points={"ssl_core.datasets": {"broken.data": "ssl_broken:provider"}},
-                      module="ssl_broken", module_source="raise ImportError('needs libfoo 3')\n")
+    make_distribution(
+        site,
+        "ssl-good",
+        entry_points={
+            "ssl_core.plugins": {"good": "ssl_good"},
+            "ssl_core.datasets": {"good.data": "ssl_good:provider"},
+        },
+        module="ssl_good",
+        module_source=GOOD_SOURCE,
+    )
+    make_distribution(
+        site,
+        "ssl-old",
+        entry_points={"ssl_core.datasets": {"old.data": "ssl_old:provider"}},
+        requires_core=">=0.1,<1",
+        module="ssl_old",
+        module_source=GOOD_SOURCE,
+    )
+    make_distribution(
+        site,
+        "ssl-broken",
+        entry_points={"ssl_core.datasets": {"broken.data": "ssl_broken:provider"}},
+        module="ssl_broken",
+        module_source="raise ImportError('needs libfoo 3')\n",
+    )
     make_distribution(site, "ssl-ghost", entry_points={"ssl_core.datasets": {"ghost.data": "ssl_ghost_missing:x"}})
-    make_distribution(site, "ssl-twin-a", entry_points={"ssl_core.datasets": {"twin.data": "ssl_twin_a:provider",
-                                                                               "twin.other": "ssl_twin_a:provider"}},
-                      module="ssl_twin_a", module_source=GOOD_SOURCE)
-    make_distribution(site, "ssl-twin-b", entry_points={"ssl_core.datasets": {"twin.data": "ssl_twin_b:provider"}},
-                      module="ssl_twin_b", module_source=GOOD_SOURCE)
+    make_distribution(
+        site,
+        "ssl-twin-a",
+        entry_points={"ssl_core.datasets": {"twin.data": "ssl_twin_a:provider", "twin.other": "ssl_twin_a:provider"}},
+        module="ssl_twin_a",
+        module_source=GOOD_SOURCE,
+    )
+    make_distribution(
+        site,
+        "ssl-twin-b",
+        entry_points={"ssl_core.datasets": {"twin.data": "ssl_twin_b:provider"}},
+        module="ssl_twin_b",
+        module_source=GOOD_SOURCE,
+    )
     return site
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import ssl_core
-from ssl_core import NonFiniteLossError, Registry, hookimpl
+from ssl_core import NonFiniteLossError, Registry
 
 TINY: dict[str, Any] = {
     "name": "tiny",
@@ -40,8 +40,12 @@ def losses(log: Path) -> list[float]:
 
 def test_loss_decreases_and_files_are_written(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    cfg = {**TINY, "train": {**TINY["train"], "steps": 40, "log_every": 5}, "plots": True,
-           "evaluate": [{"name": "core.knn", "k": [10]}]}
+    cfg = {
+        **TINY,
+        "train": {**TINY["train"], "steps": 40, "log_every": 5},
+        "plots": True,
+        "evaluate": [{"name": "core.knn", "k": [10]}],
+    }
     result = ssl_core.run(cfg, out=tmp_path)
     history = losses(tmp_path / "log.csv")
     assert history[-1] < history[0] - 0.2  # noise between steps is ~0.05
@@ -117,8 +121,13 @@ def test_kill_and_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     cfg = json.dumps(TINY)
 
     def run(out: Path, mode: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(script), cfg, str(out), mode], capture_output=True, text=True,
-                              env=SCRIPT_ENV, timeout=300)
+        return subprocess.run(
+            [sys.executable, str(script), cfg, str(out), mode],
+            capture_output=True,
+            text=True,
+            env=SCRIPT_ENV,
+            timeout=300,
+        )
 
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     assert run(straight, "full").returncode == 0
@@ -135,7 +144,7 @@ def test_kill_and_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=False):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -158,22 +167,27 @@ if int(os.environ.get("RANK", "0")) == 0:
 def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
     if shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists():
         pytest.skip("torchrun is not installed next to this Python")
-    cfg = {**TINY, "views": {"name": "core.noise", "noise_std": 0.0, "drop_prob": 0.0},
-           "train": {**TINY["train"], "steps": 6, "checkpoint_every": 0}}
+    cfg = {
+        **TINY,
+        "views": {"name": "core.noise", "noise_std": 0.0, "drop_prob": 0.0},
+        "train": {**TINY["train"], "steps": 6, "checkpoint_every": 0},
+    }
     script = _script(tmp_path, DDP_SCRIPT)
     args = [str(script), json.dumps({**cfg, "compare_random_init": False}), ""]
     single, double = tmp_path / "single.json", tmp_path / "ddp.json"
-    one = subprocess.run([sys.executable, *args[:2], str(single)], capture_output=True, text=True,
-                         env=SCRIPT_ENV, timeout=300)
+    one = subprocess.run(
+        [sys.executable, *args[:2], str(single)], capture_output=True, text=True, env=SCRIPT_ENV, timeout=300
+    )
     assert one.returncode == 0, one.stderr
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    two = subprocess.run([*torchrun, *args[:2], str(double)], capture_output=True, text=True, env=SCRIPT_ENV,
-                         timeout=300)
+    two = subprocess.run(
+        [*torchrun, *args[:2], str(double)], capture_output=True, text=True, env=SCRIPT_ENV, timeout=300
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = json.loads(single.read_text()), json.loads(double.read_text())
     assert a["world"] == 1 and b["world"] == 2
     assert [r["step"] for r in a["rows"]] == [r["step"] for r in b["rows"]]
-    for ra, rb in zip(a["rows"], b["rows"]):
+    for ra, rb in zip(a["rows"], b["rows"], strict=False):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5, abs=1e-6)
     for key in a["params"]:
         assert torch.allclose(torch.tensor(a["params"][key]), torch.tensor(b["params"][key]), atol=1e-5), key

@@ -99,8 +99,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 default = "required" if p.default is p.empty else f"= {p.default!r}"
                 annotation = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
                 print(f"  {p.name:<20} {annotation:<28} {default}")
-        for flag in ("modality", "supports_token_mask", "returns_tokens", "returns_layers", "requires_tokens",
-                     "requires_token_mask", "requires_layers", "higher_is_better"):
+        for flag in (
+            "modality",
+            "supports_token_mask",
+            "returns_tokens",
+            "returns_layers",
+            "requires_tokens",
+            "requires_token_mask",
+            "requires_layers",
+            "higher_is_better",
+        ):
             if hasattr(obj, flag):
                 print(f"  [{flag} = {getattr(obj, flag)!r}]")
         doc = inspect.getdoc(obj)
@@ -136,12 +144,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not is_main_process():
         return 0
     train = result.metrics["train"]
-    print(f"\n{result.config.name}: {train['steps']} steps in {train['seconds']:.1f} s "
-          f"({train['samples_per_second']:.0f} samples/s), final loss {train['final_loss']:.4f}")
+    print(
+        f"\n{result.config.name}: {train['steps']} steps in {train['seconds']:.1f} s "
+        f"({train['samples_per_second']:.0f} samples/s), final loss {train['final_loss']:.4f}"
+    )
     _print_metrics(result.metrics)
     if result.out_dir is not None:
-        print(f"\nwrote {result.out_dir}/: config.toml, metrics.json, log.csv, checkpoints/"
-              + (", loss.png, embeddings.png" if result.config.plots else ""))
+        print(
+            f"\nwrote {result.out_dir}/: config.toml, metrics.json, log.csv, checkpoints/"
+            + (", loss.png, embeddings.png" if result.config.plots else "")
+        )
     return 0
 
 

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -30,7 +31,7 @@ __all__ = ["MLPEncoder", "NoiseViews", "SimCLRObjective", "collate_tensors", "di
 
 def collate_tensors(samples: Sequence[tuple[Tensor, ...]]) -> Batch:
     """Collate ``(x, y)`` tensor pairs into ``{"x": [B, ...], "y": [B]}``."""
-    xs, ys = zip(*samples)
+    xs, ys = zip(*samples, strict=False)
     return {"x": torch.stack(list(xs)), "y": torch.stack(list(ys))}
 
 
@@ -80,7 +81,7 @@ class MLPEncoder(EncoderBase):
             raise ValueError(f"MLPEncoder depth must be at least 1, got {depth}")
         dims = [in_dim] + [hidden_dim] * (depth - 1) + [embed_dim]
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Linear(a, b), nn.LayerNorm(b), nn.GELU()) for a, b in zip(dims[:-1], dims[1:])
+            nn.Sequential(nn.Linear(a, b), nn.LayerNorm(b), nn.GELU()) for a, b in itertools.pairwise(dims)
         )
         self.in_dim, self.embed_dim = in_dim, embed_dim
 
@@ -171,7 +172,9 @@ class SimCLRObjective(ObjectiveBase):
         if len(views) < 2:
             raise ValueError(f"SimCLR needs at least 2 views, got {len(views)}")
         z = [self.head(encoder(v).pooled) for v in views.batches]
-        losses = [nt_xent_loss(z[i], z[j], temperature=self.temperature) for i in range(len(z)) for j in range(i + 1, len(z))]
+        losses = [
+            nt_xent_loss(z[i], z[j], temperature=self.temperature) for i in range(len(z)) for j in range(i + 1, len(z))
+        ]
         loss = torch.stack(losses).mean()
         with torch.no_grad():
             std = torch.nn.functional.normalize(z[0].float(), dim=1).std(dim=0).mean()

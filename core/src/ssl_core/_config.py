@@ -228,7 +228,10 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
     else:
         path = Path(source)
         if not path.is_file():
-            raise ConfigError(f"pipeline file {str(path)!r} not found; pass a .toml path, or run `ssl run` alone for the built-in quickstart")
+            raise ConfigError(
+                f"pipeline file {str(path)!r} not found; pass a .toml path, "
+                "or run `ssl run` alone for the built-in quickstart"
+            )
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
@@ -278,8 +281,12 @@ def to_dict(cfg: PipelineConfig) -> dict[str, Any]:
         return {"name": c.name, **c.params}
 
     train = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg.train).items()}
-    out: dict[str, Any] = {"name": cfg.name, "seed": cfg.seed, "compare_random_init": cfg.compare_random_init,
-                           "plots": cfg.plots}
+    out: dict[str, Any] = {
+        "name": cfg.name,
+        "seed": cfg.seed,
+        "compare_random_init": cfg.compare_random_init,
+        "plots": cfg.plots,
+    }
     out.update({key: component(getattr(cfg, key)) for key in _COMPONENT_KEYS})
     out["train"] = {k: v for k, v in train.items() if v is not None}
     out["evaluate"] = [component(e) for e in cfg.evaluate]

@@ -32,7 +32,14 @@ from ._errors import ConfigError, IncompatibleComponentsError
 from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
 
-__all__ = ["BuiltPipeline", "build_component", "build_encoder", "build_evaluators", "build_pipeline", "check_compatible"]
+__all__ = [
+    "BuiltPipeline",
+    "build_component",
+    "build_encoder",
+    "build_evaluators",
+    "build_pipeline",
+    "check_compatible",
+]
 
 
 @dataclass
@@ -134,8 +141,9 @@ def build_encoder(cfg: PipelineConfig, splits: DatasetSplits, registry: Registry
     """Build the encoder alone, seeded from ``cfg.seed`` so its random init is reproducible."""
     registry = registry or default_registry()
     torch.manual_seed(cfg.seed)
-    encoder = build_component(registry.get("encoder", cfg.encoder.name), cfg.encoder.params, _context(splits),
-                              f"encoder {cfg.encoder.name!r}")
+    encoder = build_component(
+        registry.get("encoder", cfg.encoder.name), cfg.encoder.params, _context(splits), f"encoder {cfg.encoder.name!r}"
+    )
     if not isinstance(getattr(encoder, "embed_dim", None), int):
         raise ConfigError(f"encoder {cfg.encoder.name!r} must set an integer embed_dim attribute")
     return encoder  # type: ignore[no-any-return]
@@ -152,8 +160,9 @@ def build_evaluators(
         n = 2
         while key in out:
             key, n = f"{spec.name}#{n}", n + 1
-        out[key] = build_component(registry.get("evaluator", spec.name), spec.params, _context(splits),
-                                   f"evaluator {spec.name!r}")
+        out[key] = build_component(
+            registry.get("evaluator", spec.name), spec.params, _context(splits), f"evaluator {spec.name!r}"
+        )
     return out
 
 
@@ -170,12 +179,23 @@ def build_pipeline(cfg: PipelineConfig, registry: Registry | None = None, *, roo
         raise ConfigError(f"dataset {cfg.data.name!r} has an empty training split; check its root or options")
     encoder = build_encoder(cfg, splits, registry)
     context = {**_context(splits), "embed_dim": encoder.embed_dim}
-    views = build_component(registry.get("views", cfg.views.name), cfg.views.params, context, f"views {cfg.views.name!r}")
-    objective = build_component(registry.get("objective", cfg.objective.name), cfg.objective.params, context,
-                                f"objective {cfg.objective.name!r}")
-    names = {"data": cfg.data.name, "encoder": cfg.encoder.name, "views": cfg.views.name,
-             "objective": cfg.objective.name}
+    views = build_component(
+        registry.get("views", cfg.views.name), cfg.views.params, context, f"views {cfg.views.name!r}"
+    )
+    objective = build_component(
+        registry.get("objective", cfg.objective.name),
+        cfg.objective.params,
+        context,
+        f"objective {cfg.objective.name!r}",
+    )
+    names = {
+        "data": cfg.data.name,
+        "encoder": cfg.encoder.name,
+        "views": cfg.views.name,
+        "objective": cfg.objective.name,
+    }
     check_compatible(splits, encoder, views, objective, names)
     evaluators = build_evaluators(cfg.evaluate, splits, registry)
-    return BuiltPipeline(splits=splits, encoder=encoder, views=views, objective=objective,
-                         evaluators=evaluators, context=context)
+    return BuiltPipeline(
+        splits=splits, encoder=encoder, views=views, objective=objective, evaluators=evaluators, context=context
+    )

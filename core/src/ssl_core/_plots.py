@@ -24,7 +24,8 @@ def plot_loss(history: Sequence[dict[str, float]], path: Path, *, title: str = "
 
     Example:
         >>> import tempfile, pathlib
-        >>> p = plot_loss([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}], pathlib.Path(tempfile.mkdtemp()) / "l.png")
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "loss.png"
+        >>> p = plot_loss([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}], out)
         >>> p.exists()
         True
     """
@@ -48,7 +49,12 @@ def plot_loss(history: Sequence[dict[str, float]], path: Path, *, title: str = "
 
 
 def plot_embeddings(
-    features: np.ndarray, labels: np.ndarray, path: Path, *, title: str = "test embeddings", max_points: int = 2000,
+    features: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    *,
+    title: str = "test embeddings",
+    max_points: int = 2000,
     seed: int = 0,
 ) -> Path:
     """Save a 2-D t-SNE (PCA to 50-d first) of ``features`` coloured by ``labels``."""

@@ -115,8 +115,9 @@ def evaluate(
     return results
 
 
-def _plots(out_dir: Path, history: list[dict[str, float]], encoder: nn.Module, splits: DatasetSplits,
-           cfg: PipelineConfig) -> list[str]:
+def _plots(
+    out_dir: Path, history: list[dict[str, float]], encoder: nn.Module, splits: DatasetSplits, cfg: PipelineConfig
+) -> list[str]:
     from ._evaluators import embed
     from ._plots import plot_embeddings, plot_loss
 
@@ -127,8 +128,17 @@ def _plots(out_dir: Path, history: list[dict[str, float]], encoder: nn.Module, s
         feats, labels = embed(encoder, _loader(splits.test, splits, cfg.train.eval_batch_size))
     except (KeyError, ValueError):
         return written  # unlabelled test split: nothing to colour by
-    written.append(str(plot_embeddings(feats.numpy(), labels.numpy(), out_dir / "embeddings.png",
-                                       title=f"{cfg.name}: test embeddings (t-SNE)", seed=cfg.seed)))
+    written.append(
+        str(
+            plot_embeddings(
+                feats.numpy(),
+                labels.numpy(),
+                out_dir / "embeddings.png",
+                title=f"{cfg.name}: test embeddings (t-SNE)",
+                seed=cfg.seed,
+            )
+        )
+    )
     return written
 
 
@@ -173,9 +183,18 @@ def run(
         if out_dir is not None and ctx.is_main:
             _write_resolved(out_dir, cfg)
         result = train(
-            encoder=built.encoder, objective=built.objective, views=built.views, dataset=built.splits.train,
-            collate=built.splits.collate, cfg=cfg.train, ctx=ctx, seed=cfg.seed, out_dir=out_dir, resume=resume,
-            config_dict=to_dict(cfg), hooks=hooks,
+            encoder=built.encoder,
+            objective=built.objective,
+            views=built.views,
+            dataset=built.splits.train,
+            collate=built.splits.collate,
+            cfg=cfg.train,
+            ctx=ctx,
+            seed=cfg.seed,
+            out_dir=out_dir,
+            resume=resume,
+            config_dict=to_dict(cfg),
+            hooks=hooks,
         )
         metrics: dict[str, Any] = {
             "name": cfg.name,
@@ -194,13 +213,19 @@ def run(
         }
         encoder = built.encoder
         if ctx.is_main:
-            metrics["evaluations"] = evaluate(encoder, built.splits, built.evaluators,
-                                              batch_size=cfg.train.eval_batch_size, hooks=hooks)
+            metrics["evaluations"] = evaluate(
+                encoder, built.splits, built.evaluators, batch_size=cfg.train.eval_batch_size, hooks=hooks
+            )
             if cfg.compare_random_init and built.evaluators:
                 random_init = build_encoder(cfg, built.splits, registry).to(ctx.device)
-                metrics["random_init"] = evaluate(random_init, built.splits, build_evaluators(cfg.evaluate, built.splits,
-                                                  registry), batch_size=cfg.train.eval_batch_size, hooks=hooks,
-                                                  label="random_init/")
+                metrics["random_init"] = evaluate(
+                    random_init,
+                    built.splits,
+                    build_evaluators(cfg.evaluate, built.splits, registry),
+                    batch_size=cfg.train.eval_batch_size,
+                    hooks=hooks,
+                    label="random_init/",
+                )
             if out_dir is not None:
                 if cfg.plots:
                     metrics["plots"] = _plots(out_dir, result.history, encoder, built.splits, cfg)
@@ -223,7 +248,9 @@ def evaluate_checkpoint(
     if path.is_dir():
         found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
         if found is None:
-            raise ConfigError(f"no checkpoint in {path} or {path / 'checkpoints'}; pass a .pt file written by `ssl run`")
+            raise ConfigError(
+                f"no checkpoint in {path} or {path / 'checkpoints'}; pass a .pt file written by `ssl run`"
+            )
         path = found
     if not path.is_file():
         raise ConfigError(f"no checkpoint at {path}; pass a .pt file or a run directory written by `ssl run`")
@@ -247,5 +274,6 @@ def evaluate_checkpoint(
     splits = build_component(registry.get("dataset", cfg.data.name), data_params, {}, f"dataset {cfg.data.name!r}")
     encoder = build_encoder(cfg, splits, registry)
     encoder.load_state_dict(state["encoder"])
-    return evaluate(encoder, splits, build_evaluators(cfg.evaluate, splits, registry),
-                    batch_size=cfg.train.eval_batch_size)
+    return evaluate(
+        encoder, splits, build_evaluators(cfg.evaluate, splits, registry), batch_size=cfg.train.eval_batch_size
+    )

@@ -177,8 +177,13 @@ def train(
     model = PretrainModel(encoder, objective).to(device)
     if cfg.compile:
         model.encoder.compile()
-    wrapped = wrap_model(model, ctx, "none" if cfg.distributed == "auto" and ctx.world_size == 1 else
-                         ("ddp" if cfg.distributed == "auto" else cfg.distributed))
+    wrapped = wrap_model(
+        model,
+        ctx,
+        "none"
+        if cfg.distributed == "auto" and ctx.world_size == 1
+        else ("ddp" if cfg.distributed == "auto" else cfg.distributed),
+    )
     optimizer = _make_optimizer(model, cfg)
     scheduler = warmup_cosine_lr(
         optimizer, warmup_steps=min(cfg.warmup_steps, cfg.steps), total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
@@ -218,8 +223,12 @@ def train(
     history: list[dict[str, float]] = _read_history(log_path, upto=step) if resume and log_path else []
     fields: list[str] | None = list(history[0]) if history else None
     if hooks is not None:
-        hooks.hook.ssl_on_train_start(config=dict(config_dict or {}), encoder=encoder, objective=objective,
-                                      out_dir=str(out_dir) if out_dir else None)
+        hooks.hook.ssl_on_train_start(
+            config=dict(config_dict or {}),
+            encoder=encoder,
+            objective=objective,
+            out_dir=str(out_dir) if out_dir else None,
+        )
 
     epochs = _EpochBatches(len(dataset), local_batch, ctx, seed)  # type: ignore[arg-type]
 
@@ -284,8 +293,14 @@ def train(
             if callable(on_step_end):
                 on_step_end(step, cfg.steps)
             meter.update(samples * ctx.world_size)
-            row = {"step": float(step), "epoch": float(epoch), "lr": lr, **totals,
-                   "samples_per_second": meter.rate(), "seconds": time.perf_counter() - started}
+            row = {
+                "step": float(step),
+                "epoch": float(epoch),
+                "lr": lr,
+                **totals,
+                "samples_per_second": meter.rate(),
+                "seconds": time.perf_counter() - started,
+            }
             if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
                 history.append(row)
                 if log_path is not None:
@@ -298,8 +313,21 @@ def train(
             if ckpt_dir is not None and (
                 (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps
             ):
-                last_ckpt = _save(ckpt_dir, model, optimizer, scheduler, scaler, view_rng, loader_rng,
-                                  step, epoch, batch_in_epoch, ctx, config_dict, cfg.keep_checkpoints)
+                last_ckpt = _save(
+                    ckpt_dir,
+                    model,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    view_rng,
+                    loader_rng,
+                    step,
+                    epoch,
+                    batch_in_epoch,
+                    ctx,
+                    config_dict,
+                    cfg.keep_checkpoints,
+                )
             if hooks is not None and ctx.is_main:
                 hooks.hook.ssl_on_step_end(step=step, metrics=row)
     finally:
@@ -324,7 +352,7 @@ def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str
     keys = sorted(values)
     packed = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     packed = all_reduce_mean(packed)
-    return dict(zip(keys, packed.tolist()))
+    return dict(zip(keys, packed.tolist(), strict=False))
 
 
 class _null:

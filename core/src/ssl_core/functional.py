@@ -27,7 +27,9 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, *, temperature: float = 0.2, gather: bo
     gives the loss of the global batch.
     """
     if z1.shape != z2.shape or z1.dim() != 2:
-        raise ValueError(f"nt_xent_loss expects two [B, D] tensors of equal shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+        raise ValueError(
+            f"nt_xent_loss expects two [B, D] tensors of equal shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
+        )
     z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
     local = z1.shape[0]
     keys1, keys2 = (all_gather_with_grad(z1), all_gather_with_grad(z2)) if gather else (z1, z2)
