@@ -191,3 +191,27 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5, abs=1e-6)
     for key in a["params"]:
         assert torch.allclose(torch.tensor(a["params"][key]), torch.tensor(b["params"][key]), atol=1e-5), key
+
+
+def test_bf16_autocast_accumulation_and_clipping_train(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = {
+        **TINY,
+        "train": {
+            **TINY["train"],
+            "steps": 6,
+            "precision": "bf16",
+            "accumulate": 2,
+            "grad_clip": 0.5,
+            "checkpoint_every": 0,
+        },
+    }
+    result = ssl_core.run(cfg, out=tmp_path)
+    rows = result.history
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    assert all(r["grad_norm"] > 0 for r in rows)  # norm before clipping is logged
+    assert result.metrics["train"]["precision"] == "bf16"
+    # each optimizer step consumed two micro-batches of 64
+    assert result.metrics["train"]["steps"] == 6
+    assert rows[-1]["epoch"] == (6 * 2 * 64) // 1257
