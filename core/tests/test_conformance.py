@@ -164,14 +164,6 @@ class _BrokenEvaluatorCase(EvaluatorConformance):
         return _TensorMetrics()
 
 
-class _DefaultMLPCase(EncoderConformance):
-    def make_encoder(self) -> nn.Module:
-        return MLPEncoder(in_dim=64)  # hidden_dim=256, embed_dim=128
-
-    def make_batch(self) -> dict[str, Any]:
-        return _vectors()
-
-
 @pytest.mark.parametrize(
     ("case", "test_name", "message"),
     [
@@ -179,8 +171,6 @@ class _DefaultMLPCase(EncoderConformance):
         (_BrokenViewsCase, "test_same_seed_gives_same_views", "same seeded generator"),
         (_BrokenObjectiveCase, "test_other_values_are_finite_scalars", "'per_dim' must be a 0-dim"),
         (_BrokenEvaluatorCase, "test_returns_finite_float_metrics", "must be a Python float"),
-        # core.mlp with its default widths returns layers a layer-weighted probe cannot sum
-        (_DefaultMLPCase, "test_layers_share_one_width", "different widths [128, 256]"),
     ],
 )
 def test_kit_reports_broken_components(case: type, test_name: str, message: str) -> None:

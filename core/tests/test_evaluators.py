@@ -326,3 +326,14 @@ def test_small_kernels() -> None:
     assert infer_num_classes(torch.tensor([0, 2]), torch.tensor([7])) == 8
     with pytest.raises(ValueError, match="non-negative"):
         infer_num_classes(torch.tensor([-1, 2]))
+
+
+def test_layer_probe_accepts_layers_of_different_widths(digits: tuple[list[Batch], list[Batch]]) -> None:
+    from ssl_core._components import MLPEncoder
+
+    train, test = ([{**b, "x": b["x"].flatten(1)} for b in split] for split in digits)
+    torch.manual_seed(0)
+    encoder = MLPEncoder(in_dim=64, hidden_dim=48, embed_dim=16)  # layers of width 48 and 16, zero-padded
+    metrics = LayerWeightedProbeEvaluator(epochs=10)(encoder, train, test)
+    assert metrics["layer_probe_top1"] > 0.8
+    assert metrics["layer_weight_0"] + metrics["layer_weight_1"] == pytest.approx(1.0, abs=1e-5)

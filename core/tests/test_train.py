@@ -204,6 +204,8 @@ def test_bf16_autocast_accumulation_and_clipping_train(tmp_path: Path) -> None:
             "accumulate": 2,
             "grad_clip": 0.5,
             "checkpoint_every": 0,
+            "weight_decay": 0.04,
+            "weight_decay_end": 0.4,
         },
     }
     result = ssl_core.run(cfg, out=tmp_path)
@@ -215,3 +217,5 @@ def test_bf16_autocast_accumulation_and_clipping_train(tmp_path: Path) -> None:
     # each optimizer step consumed two micro-batches of 64
     assert result.metrics["train"]["steps"] == 6
     assert rows[-1]["epoch"] == (6 * 2 * 64) // 1257
+    decays = [r["weight_decay"] for r in rows]
+    assert decays[0] == pytest.approx(0.04) and decays == sorted(decays) and decays[-1] < 0.4

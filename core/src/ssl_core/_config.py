@@ -75,7 +75,8 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.05
-    optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
+    weight_decay_end: float | None = None
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9
     warmup_steps: int = 0

@@ -106,12 +106,8 @@ def embed_layers(
                 "the layer-weighted probe needs an encoder that fills Features.layers"
             )
         pooled = [_pool_layer(layer, features.padding_mask, index) for index, layer in enumerate(features.layers)]
-        widths = {p.shape[-1] for p in pooled}
-        if len(widths) > 1:
-            raise ValueError(
-                f"{type(encoder).__name__} returned hidden layers of different widths {sorted(widths)}; "
-                "all layers must share the same D to be weighted and summed"
-            )
+        widest = max(p.shape[-1] for p in pooled)  # e.g. an MLP's hidden and output widths differ
+        pooled = [torch.nn.functional.pad(p, (0, widest - p.shape[-1])) for p in pooled]
         return torch.stack(pooled, dim=1)
 
     return _embed_with(encoder, batches, pooled_layers, device=device, precision=precision)

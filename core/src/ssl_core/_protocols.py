@@ -117,12 +117,14 @@ class ViewGenerator(Protocol):
 class Objective(Protocol):
     """Owns heads, decoders, teachers and targets; returns ``{"loss": ..., **scalars}``.
 
-    May implement ``on_step_end(step, max_steps)`` for EMA and schedules, and
-    ``setup(encoder)`` to build heads once the encoder's ``embed_dim`` is known.
+    May implement ``on_step_end(step, max_steps)`` for EMA and schedules. Heads size
+    themselves from an ``embed_dim`` constructor parameter, which the pipeline fills
+    from the encoder.
     """
 
     requires_tokens: ClassVar[bool]
     requires_token_mask: ClassVar[bool]
+    requires_layers: ClassVar[bool]
 
     def __call__(self, encoder: Encoder, views: Views) -> dict[str, Tensor]: ...
 

@@ -41,7 +41,7 @@ from ._distributed import DistributedContext, all_reduce_mean, wrap_model
 from ._errors import ConfigError, NonFiniteLossError
 from ._meters import ThroughputMeter, peak_memory_mb
 from ._protocols import Batch, Views
-from ._schedules import warmup_cosine_lr
+from ._schedules import cosine_schedule, warmup_cosine_lr
 
 __all__ = ["PretrainModel", "TrainResult", "move_to_device", "train"]
 
@@ -284,6 +284,11 @@ def train(
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 totals["grad_norm"] = float(grad_norm)
             lr = optimizer.param_groups[0]["lr"]
+            if cfg.weight_decay_end is not None:  # DINO-style cosine weight-decay schedule on the decayed group
+                optimizer.param_groups[0]["weight_decay"] = cosine_schedule(
+                    step, cfg.steps, cfg.weight_decay, cfg.weight_decay_end
+                )
+                totals["weight_decay"] = optimizer.param_groups[0]["weight_decay"]
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
