@@ -151,6 +151,10 @@ def kmeans_predict(x: Tensor, centroids: Tensor, *, metric: Metric = "l2", chunk
     centroids = centroids.to(device=points.device, dtype=points.dtype)
     if metric == "cosine":
         points, centroids = F.normalize(points, dim=1), F.normalize(centroids, dim=1)
+    else:
+        # Same distances, better float32 accuracy far from the origin (as in ``kmeans``).
+        offset = centroids.mean(dim=0)
+        points, centroids = points - offset, centroids - offset
     labels, _ = _assign(points, points.square().sum(dim=1), centroids, metric, chunk_size)
     return labels
 
