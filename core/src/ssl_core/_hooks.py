@@ -56,7 +56,7 @@ class HookSpecs:
         """Logger back-ends (TensorBoard, W&B, ...) receive every logged row here."""
 
     @hookspec
-    def ssl_add_cli_commands(self, subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def ssl_add_cli_commands(self, subparsers: argparse._SubParsersAction) -> None:
         """Add sub-commands to the ``ssl`` CLI; set ``func`` with ``set_defaults``."""
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -125,7 +125,7 @@ def _plots(
     if history:
         written.append(str(plot_loss(history, out_dir / "loss.png", title=f"{cfg.name}: pretraining loss")))
     try:
-        feats, labels = embed(encoder, _loader(splits.test, splits, cfg.train.eval_batch_size))
+        feats, labels = embed(cast(Any, encoder), _loader(splits.test, splits, cfg.train.eval_batch_size))
     except (KeyError, ValueError):
         return written  # unlabelled test split: nothing to colour by
     written.append(

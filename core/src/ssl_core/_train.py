@@ -87,7 +87,8 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -122,7 +123,7 @@ class _EpochBatches:
             )
 
     def batches(self, epoch: int, skip: int = 0) -> list[list[int]]:
-        sampler = DistributedSampler(
+        sampler: DistributedSampler[int] = DistributedSampler(
             range(self.size),  # type: ignore[arg-type]
             num_replicas=self.ctx.world_size,
             rank=self.ctx.rank,
@@ -263,7 +264,8 @@ def train(
                 batch = move_to_device(batch, device)
                 samples += _batch_size(batch)
                 last_micro = micro == cfg.accumulate - 1
-                sync = wrapped.no_sync() if (not last_micro and hasattr(wrapped, "no_sync")) else _null()
+                no_sync = getattr(wrapped, "no_sync", None)  # DDP: skip the all-reduce on non-final micro-batches
+                sync = no_sync() if (not last_micro and callable(no_sync)) else _null()
                 with sync:
                     with autocast_context(device, cfg.precision):
                         out = wrapped(views(batch, view_rng))
