@@ -219,3 +219,16 @@ def test_bf16_autocast_accumulation_and_clipping_train(tmp_path: Path) -> None:
     assert rows[-1]["epoch"] == (6 * 2 * 64) // 1257
     decays = [r["weight_decay"] for r in rows]
     assert decays[0] == pytest.approx(0.04) and decays == sorted(decays) and decays[-1] < 0.4
+
+
+@pytest.mark.slow
+def test_compiled_encoder_trains_like_eager(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    train = {**TINY["train"], "steps": 3, "checkpoint_every": 0}
+    eager = ssl_core.run({**TINY, "train": train})
+    compiled = ssl_core.run({**TINY, "train": {**train, "compile": True}}, out=tmp_path)
+    for a, b in zip(eager.history, compiled.history, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    # compiling in place keeps the checkpoint's parameter names loadable into a plain encoder
+    state = ssl_core.load_checkpoint(tmp_path / "checkpoints" / "step-000003.pt", weights_only=False)
+    assert all("_orig_mod" not in key for key in state["encoder"])
