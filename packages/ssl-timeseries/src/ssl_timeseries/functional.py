@@ -1,0 +1,252 @@
+"""Pure tensor functions behind the time-series components (usable without ssl-core).
+
+Layout convention: a series batch is ``[B, T, C]`` (time-major, channels last), a
+representation batch ``[B, T, D]``. Everything here is vectorised over the batch:
+no Python loop over samples.
+
+Example:
+    >>> import torch
+    >>> z1, z2 = torch.randn(4, 16, 8), torch.randn(4, 16, 8)
+    >>> float(hierarchical_contrastive_loss(z1, z2)) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "binomial_mask",
+    "continuous_mask",
+    "geometric_mask",
+    "hierarchical_contrastive_loss",
+    "instance_contrastive_loss",
+    "masked_max_pool",
+    "masked_mse",
+    "take_per_row",
+    "temporal_contrastive_loss",
+    "ts2vec_crops",
+]
+
+
+def _contrast(z: Tensor, n: int) -> Tensor:
+    """Cross-entropy where row ``i`` of ``z [G, 2n, D]`` must pick ``i +/- n`` among all other rows."""
+    sim = z @ z.transpose(1, 2)  # [G, 2n, 2n]
+    eye = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(eye, float("-inf"))
+    idx = torch.arange(2 * n, device=z.device)
+    target = (idx + n) % (2 * n)
+    logp = F.log_softmax(sim, dim=-1)  # [G, 2n, 2n]
+    return -logp[:, idx, target].mean()
+
+
+def instance_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
+    """Instance-wise contrast at every timestamp: the same sample in the other view is the positive.
+
+    ``z1``, ``z2``: ``[B, T, D]``; the other samples of both views at the same timestamp are negatives.
+
+    Example:
+        >>> import torch
+        >>> instance_contrastive_loss(torch.ones(1, 3, 2), torch.ones(1, 3, 2)).item()
+        0.0
+    """
+    b = z1.shape[0]
+    if b == 1:
+        return z1.new_zeros(())
+    z = torch.cat([z1, z2], dim=0).transpose(0, 1)  # [T, 2B, D]
+    return _contrast(z, b)
+
+
+def temporal_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
+    """Temporal contrast within each sample: the same timestamp in the other view is the positive.
+
+    Example:
+        >>> import torch
+        >>> temporal_contrastive_loss(torch.ones(2, 1, 2), torch.ones(2, 1, 2)).item()
+        0.0
+    """
+    t = z1.shape[1]
+    if t == 1:
+        return z1.new_zeros(())
+    z = torch.cat([z1, z2], dim=1)  # [B, 2T, D]
+    return _contrast(z, t)
+
+
+def hierarchical_contrastive_loss(z1: Tensor, z2: Tensor, alpha: float = 0.5, temporal_unit: int = 0) -> Tensor:
+    """TS2Vec's loss: instance + temporal contrast, repeated over a max-pool (kernel 2) hierarchy.
+
+    Args:
+        z1, z2: aligned representations ``[B, T, D]`` of the overlap of two crops.
+        alpha: weight of the instance term (``1 - alpha`` for the temporal term).
+        temporal_unit: the temporal term starts at this level of the hierarchy.
+
+    Example:
+        >>> import torch
+        >>> z = torch.randn(3, 8, 4)
+        >>> hierarchical_contrastive_loss(z, z).shape
+        torch.Size([])
+    """
+    if z1.shape != z2.shape:
+        raise ValueError(f"the two views must be aligned: {tuple(z1.shape)} vs {tuple(z2.shape)}")
+    loss = z1.new_zeros(())
+    depth = 0
+    while z1.shape[1] > 1:
+        if alpha != 0:
+            loss = loss + alpha * instance_contrastive_loss(z1, z2)
+        if depth >= temporal_unit and alpha != 1:
+            loss = loss + (1 - alpha) * temporal_contrastive_loss(z1, z2)
+        depth += 1
+        z1 = F.max_pool1d(z1.transpose(1, 2), kernel_size=2).transpose(1, 2)
+        z2 = F.max_pool1d(z2.transpose(1, 2), kernel_size=2).transpose(1, 2)
+    if z1.shape[1] == 1:
+        if alpha != 0:
+            loss = loss + alpha * instance_contrastive_loss(z1, z2)
+        depth += 1
+    return loss / depth
+
+
+def take_per_row(x: Tensor, start: Tensor, length: int) -> Tensor:
+    """``x[i, start[i] : start[i] + length]`` for every row at once (one gather).
+
+    Example:
+        >>> import torch
+        >>> take_per_row(torch.arange(10).view(2, 5), torch.tensor([0, 2]), 3).tolist()
+        [[0, 1, 2], [7, 8, 9]]
+    """
+    idx = start[:, None] + torch.arange(length, device=x.device)  # [B, L]
+    rows = torch.arange(x.shape[0], device=x.device)[:, None]
+    return x[rows, idx]
+
+
+def ts2vec_crops(
+    length: int, batch_size: int, generator: torch.Generator, min_crop: int = 2, device: torch.device | None = None
+) -> tuple[Tensor, Tensor, int, int, int]:
+    """Draw TS2Vec's two overlapping crops for a batch of series of ``length`` steps.
+
+    Returns ``(start1, start2, len1, len2, overlap)``: view 1 is ``[start1, start1 + len1)``
+    and view 2 ``[start2, start2 + len2)`` per sample; the last ``overlap`` steps of
+    view 1 are the first ``overlap`` steps of view 2. Lengths are shared by the batch,
+    offsets differ per sample.
+
+    Example:
+        >>> import torch
+        >>> s1, s2, l1, l2, o = ts2vec_crops(20, 4, torch.Generator().manual_seed(0))
+        >>> bool(((s1 + l1) == (s2 + o)).all())
+        True
+    """
+    if length < min_crop:
+        raise ValueError(f"series of {length} steps are shorter than the minimum crop of {min_crop}")
+
+    def randint(low: int, high: int, size: tuple[int, ...] = (1,)) -> Tensor:  # high exclusive
+        return torch.randint(low, high, size, generator=generator, device=generator.device)
+
+    crop_l = int(randint(min_crop, length + 1))
+    left = int(randint(0, length - crop_l + 1))
+    right = left + crop_l
+    eleft = int(randint(0, left + 1))
+    eright = int(randint(right, length + 1))
+    offset = randint(-eleft, length - eright + 1, (batch_size,))
+    if device is not None:
+        offset = offset.to(device)
+    start1 = offset + eleft
+    start2 = offset + left
+    return start1, start2, right - eleft, eright - left, crop_l
+
+
+def binomial_mask(shape: tuple[int, ...], p: float, generator: torch.Generator, device: torch.device | None = None) -> Tensor:
+    """Boolean mask, ``True`` (masked) with probability ``p`` independently per element.
+
+    Example:
+        >>> import torch
+        >>> binomial_mask((2, 5), 0.0, torch.Generator()).any().item()
+        False
+    """
+    draw = torch.rand(shape, generator=generator, device=generator.device)
+    mask = draw < p
+    return mask.to(device) if device is not None else mask
+
+
+def continuous_mask(
+    batch_size: int, length: int, generator: torch.Generator, n: int = 5, ratio: float = 0.1
+) -> Tensor:
+    """TS2Vec's continuous mask: ``n`` spans of ``ratio * length`` steps per sample, ``True`` = masked.
+
+    Example:
+        >>> import torch
+        >>> continuous_mask(2, 50, torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 50])
+    """
+    span = max(1, int(ratio * length))
+    starts = torch.randint(0, max(1, length - span + 1), (batch_size, n), generator=generator, device=generator.device)
+    steps = torch.arange(length, device=starts.device)
+    inside = (steps[None, None, :] >= starts[..., None]) & (steps[None, None, :] < starts[..., None] + span)
+    return inside.any(dim=1)
+
+
+def geometric_mask(
+    shape: tuple[int, ...], generator: torch.Generator, ratio: float = 0.15, mean_length: float = 3.0
+) -> Tensor:
+    """Masks of alternating masked / kept runs with geometric lengths (tsai MVP, Zerveas et al.).
+
+    Runs are along the last axis of ``shape``: masked runs have mean ``mean_length``,
+    kept runs mean ``mean_length * (1 - ratio) / ratio``, so about ``ratio`` of the
+    values are masked (``True``). Built as a vectorised Markov chain over time.
+
+    Example:
+        >>> import torch
+        >>> m = geometric_mask((64, 200), torch.Generator().manual_seed(0), ratio=0.15)
+        >>> 0.1 < m.float().mean().item() < 0.2
+        True
+    """
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"mask ratio must be in (0, 1), got {ratio}")
+    if mean_length <= 0:
+        raise ValueError(f"mean masked length must be positive, got {mean_length}")
+    p_end_masked = 1.0 / mean_length  # masked -> kept
+    p_end_kept = p_end_masked * ratio / (1.0 - ratio)  # kept -> masked
+    *lead, length = shape
+    dev = generator.device
+    start = torch.rand(tuple(lead), generator=generator, device=dev) < ratio
+    flips = torch.rand((*lead, length), generator=generator, device=dev)
+    # state toggles where a uniform draw falls below the leaving probability of the current state;
+    # the chain is sequential in time but vectorised over every series and channel
+    mask = torch.empty((*lead, length), dtype=torch.bool, device=dev)
+    state = start
+    for t in range(length):
+        mask[..., t] = state
+        leave = torch.where(state, flips[..., t] < p_end_masked, flips[..., t] < p_end_kept)
+        state = state ^ leave
+    return mask
+
+
+def masked_max_pool(tokens: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+    """Max over time of ``[B, T, D]``, ignoring padded steps (``True`` in ``padding_mask``).
+
+    Example:
+        >>> import torch
+        >>> t = torch.tensor([[[1.0], [5.0]]])
+        >>> masked_max_pool(t, torch.tensor([[False, True]])).tolist()
+        [[1.0]]
+    """
+    if padding_mask is None:
+        return tokens.amax(dim=1)
+    filled = tokens.masked_fill(padding_mask.unsqueeze(-1), float("-inf"))
+    pooled = filled.amax(dim=1)
+    return torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+
+
+def masked_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error over the ``True`` entries of ``mask`` (NaN targets ignored).
+
+    Example:
+        >>> import torch
+        >>> masked_mse(torch.zeros(1, 2), torch.tensor([[1.0, 3.0]]), torch.tensor([[True, False]])).item()
+        1.0
+    """
+    valid = mask & ~torch.isnan(target)
+    if not bool(valid.any()):
+        return (prediction * 0.0).sum()
+    diff = (prediction - torch.nan_to_num(target)) ** 2
+    return diff[valid].mean()
