@@ -260,7 +260,8 @@ def core(session: nox.Session) -> None:
     """ssl-core alone: its own test suite, no plugin installed."""
     layer_site = use_deps_layer(session)
     install_own(session, layer_site, CORE_DIR)
-    session.run("python", "-m", "pytest", *(session.posargs or ["core/tests"]))
+    # slow tests (torch.compile, FSDP2) run once, in the `tests` session
+    session.run("python", "-m", "pytest", *(session.posargs or ["core/tests", "-m", "not slow"]))
 
 
 @nox.session(tags=["ci"], venv_params=LAYER_VENV_PARAMS)
@@ -280,7 +281,7 @@ def tests(session: nox.Session) -> None:
     layer_site = use_deps_layer(session)
     install_own(session, layer_site, *all_own_packages())
     plugin_tests = sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("packages/*/tests"))
-    targets = existing("core/tests", *plugin_tests, "tests")
+    targets = existing("core/tests", *plugin_tests, f"{THIRDPARTY_EXAMPLE_DIR}/tests", "tests")
     session.run("python", "-m", "pytest", *targets, "-q", *session.posargs)
 
 
