@@ -58,26 +58,17 @@ def check_series_batch(batch: dict[str, object], in_channels: int, who: str) -> 
 
 
 class _SamePadConv(nn.Module):
-    """A "same"-length dilated Conv1d computed as one matmul over shifted copies.
-
-    Keeps ``nn.Conv1d``'s parameters (``conv.weight`` ``[out, in, k]``); on CPU the
-    shifted-matmul form is about 10x faster than ``F.conv1d`` for TS2Vec's shapes.
-    """
+    """A dilated Conv1d whose output has the input's length (TS2Vec's ``SamePadConv``)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, dilation: int) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, dilation=dilation)
-        self.kernel_size, self.dilation = kernel_size, dilation
-        self.pad = ((kernel_size - 1) * dilation + 1) // 2
+        field = (kernel_size - 1) * dilation + 1
+        self.conv = nn.Conv1d(in_ch, out_ch, kernel_size, padding=field // 2, dilation=dilation)
+        self.trim = 1 if field % 2 == 0 else 0
 
     def forward(self, x: Tensor) -> Tensor:  # [B, C, T] -> [B, O, T]
-        length = x.shape[-1]
-        padded = F.pad(x, (self.pad, self.pad))
-        d = self.dilation
-        cols = torch.cat([padded[:, :, k * d : k * d + length] for k in range(self.kernel_size)], dim=1)
-        weight = self.conv.weight.permute(0, 2, 1).reshape(self.conv.out_channels, -1)
-        out = torch.matmul(weight, cols)
-        return out + self.conv.bias[:, None] if self.conv.bias is not None else out
+        out = self.conv(x)
+        return out[:, :, : out.shape[-1] - self.trim] if self.trim else out
 
 
 class _ConvBlock(nn.Module):
