@@ -315,8 +315,8 @@ def train(
                 if hooks is not None and ctx.is_main:
                     hooks.hook.ssl_log_metrics(step=step, metrics=row)
             if progress is not None:
-                progress.update(1)
                 progress.set_postfix(loss=f"{totals['loss']:.4f}", refresh=False)
+                progress.update(1)
             if ckpt_dir is not None and (
                 (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps
             ):
