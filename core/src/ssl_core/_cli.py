@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -139,9 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     source = args.pipeline or "quickstart"
     result = run(source, out=args.out, overrides=args.set, resume=args.resume, root=args.root)
-    from ._distributed import is_main_process
-
-    if not is_main_process():
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports (the group is gone by now)
         return 0
     train = result.metrics["train"]
     print(
