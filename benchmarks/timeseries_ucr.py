@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import Report, base_parser  # noqa: E402
+from _report import Report, base_parser
 
 DEFAULT_DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "BasicMotions")
 
@@ -40,9 +40,7 @@ def run_one(dataset: str, seed: int, steps: int | None) -> dict[str, float]:
     config = ts2vec(dataset)
     config["seed"] = seed
     started = time.perf_counter()
-    result = ssl_core.run(
-        config, overrides=[f"train.steps={n_steps}", "train.progress=false", "plots=false"]
-    )
+    result = ssl_core.run(config, overrides=[f"train.steps={n_steps}", "train.progress=false", "plots=false"])
     wall = time.perf_counter() - started
     metrics = result.metrics
     return {
@@ -56,7 +54,9 @@ def run_one(dataset: str, seed: int, steps: int | None) -> dict[str, float]:
 
 def summary(report: Report, datasets: list[str]) -> str:
     """One line per dataset: ours per seed, mean, published, random-init mean, seconds."""
-    header = f"{'dataset':<18} {'ours per seed':<26} {'mean':>6} {'published':>9} {'random-init':>11} {'pretrain s':>10}"
+    header = (
+        f"{'dataset':<18} {'ours per seed':<26} {'mean':>6} {'published':>9} {'random-init':>11} {'pretrain s':>10}"
+    )
     lines = [header, "-" * len(header)]
     for name in datasets:
         ours = report.values("ours", name, "accuracy")

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from ssl_core import Views
 from ssl_core.testing import (
     DatasetConformance,
@@ -15,8 +17,6 @@ from ssl_core.testing import (
     ObjectiveConformance,
     ViewGeneratorConformance,
 )
-from torch import nn
-
 from ssl_timeseries import (
     CropViews,
     MVPObjective,
@@ -217,7 +217,7 @@ def test_encoder_hides_masked_and_nan_steps() -> None:
 
 
 def test_multivariate_into_univariate_encoder_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="built for 1 channel.*multivariate with 2 channels"):
+    with pytest.raises(ValueError, match=r"built for 1 channel.*multivariate with 2 channels"):
         TS2VecEncoder(in_channels=1, embed_dim=8, hidden_dim=8, depth=1)(series_batch(channels=2))
 
 

@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from ssl_core import DatasetSplits
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from ssl_core import DatasetSplits
 
 __all__ = ["SeriesDataset", "arrays", "collate_series", "known_datasets", "ts2vec_normalize", "ucr"]
 
@@ -30,12 +31,42 @@ Normalize = Literal["ts2vec", "dataset", "channel", "none"]
 
 # UCR problems that the archive does not z-normalise per series; TS2Vec normalises them over the whole train set.
 _UCR_UNNORMALISED = frozenset(
-    """AllGestureWiimoteX AllGestureWiimoteY AllGestureWiimoteZ BME Chinatown Crop EOGHorizontalSignal
-    EOGVerticalSignal Fungi GestureMidAirD1 GestureMidAirD2 GestureMidAirD3 GesturePebbleZ1 GesturePebbleZ2
-    GunPointAgeSpan GunPointMaleVersusFemale GunPointOldVersusYoung HouseTwenty InsectEPGRegularTrain
-    InsectEPGSmallTrain MelbournePedestrian PickupGestureWiimoteZ PigAirwayPressure PigArtPressure PigCVP PLAID
-    PowerCons Rock SemgHandGenderCh2 SemgHandMovementCh2 SemgHandSubjectCh2 ShakeGestureWiimoteZ SmoothSubspace
-    UMD""".split()
+    [
+        "AllGestureWiimoteX",
+        "AllGestureWiimoteY",
+        "AllGestureWiimoteZ",
+        "BME",
+        "Chinatown",
+        "Crop",
+        "EOGHorizontalSignal",
+        "EOGVerticalSignal",
+        "Fungi",
+        "GestureMidAirD1",
+        "GestureMidAirD2",
+        "GestureMidAirD3",
+        "GesturePebbleZ1",
+        "GesturePebbleZ2",
+        "GunPointAgeSpan",
+        "GunPointMaleVersusFemale",
+        "GunPointOldVersusYoung",
+        "HouseTwenty",
+        "InsectEPGRegularTrain",
+        "InsectEPGSmallTrain",
+        "MelbournePedestrian",
+        "PickupGestureWiimoteZ",
+        "PigAirwayPressure",
+        "PigArtPressure",
+        "PigCVP",
+        "PLAID",
+        "PowerCons",
+        "Rock",
+        "SemgHandGenderCh2",
+        "SemgHandMovementCh2",
+        "SemgHandSubjectCh2",
+        "ShakeGestureWiimoteZ",
+        "SmoothSubspace",
+        "UMD",
+    ]
 )
 
 
@@ -146,13 +177,19 @@ def ts2vec_normalize(
 
 
 def _splits(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, name: str, normalize: Normalize,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    name: str,
+    normalize: Normalize,
     info: dict[str, Any],
 ) -> DatasetSplits:
     if x_train.shape[1:] != x_test.shape[1:]:  # pad the shorter split to the longer length with NaN
         length = max(x_train.shape[1], x_test.shape[1])
-        x_train, x_test = (np.pad(a, ((0, 0), (0, length - a.shape[1]), (0, 0)), constant_values=np.nan)
-                           for a in (x_train, x_test))
+        x_train, x_test = (
+            np.pad(a, ((0, 0), (0, length - a.shape[1]), (0, 0)), constant_values=np.nan) for a in (x_train, x_test)
+        )
     if x_train.shape[2] != x_test.shape[2]:
         raise ValueError(f"{name}: train has {x_train.shape[2]} channels but test has {x_test.shape[2]}")
     _check_rows(x_train, "train", name)
@@ -212,7 +249,9 @@ def ucr(
     if root is None and dataset not in known:
         lower = {name.lower(): name for name in known}
         close = difflib.get_close_matches(dataset.lower(), list(lower), n=5, cutoff=0.6)
-        hint = f"did you mean {', '.join(repr(lower[c]) for c in close)}?" if close else "see aeon.datasets.tsc_datasets"
+        hint = (
+            f"did you mean {', '.join(repr(lower[c]) for c in close)}?" if close else "see aeon.datasets.tsc_datasets"
+        )
         raise ValueError(f"unknown UCR/UEA dataset {dataset!r}; {hint}")
     from aeon.datasets import load_classification
 
@@ -294,7 +333,8 @@ def arrays(
         found = {}
         for split in ("train", "test"):
             candidates = sorted(
-                p for p in target.iterdir()
+                p
+                for p in target.iterdir()
                 if p.suffix.lower() in (".csv", ".tsv") and p.stem.lower().split("_")[-1] == split
             )
             if not candidates:

@@ -17,8 +17,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from ssl_core import EncoderBase, Features
 from torch import Tensor, nn
+
+from ssl_core import EncoderBase, Features
 
 from .functional import masked_max_pool
 
@@ -67,7 +68,7 @@ class _SamePadConv(nn.Module):
         self.trim = 1 if field % 2 == 0 else 0
 
     def forward(self, x: Tensor) -> Tensor:  # [B, C, T] -> [B, O, T]
-        out = self.conv(x)
+        out: Tensor = self.conv(x)
         return out[:, :, : out.shape[-1] - self.trim] if self.trim else out
 
 

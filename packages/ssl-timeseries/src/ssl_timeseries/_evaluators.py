@@ -14,8 +14,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from ssl_core import Features
 from torch import Tensor, nn
+
+from ssl_core import Features
 
 from .functional import masked_max_pool
 

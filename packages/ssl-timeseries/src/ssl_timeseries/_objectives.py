@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from ssl_core import ObjectiveBase, Views
 from torch import Tensor, nn
+
+from ssl_core import ObjectiveBase, Views
 
 from .functional import hierarchical_contrastive_loss, masked_mse
 
@@ -69,7 +70,8 @@ class TS2VecObjective(ObjectiveBase):
         overlap = int(views.extras.get("overlap", min(z1.shape[1], z2.shape[1])))
         if z1.shape[1] < overlap or z2.shape[1] < overlap:
             raise ValueError(
-                f"the encoder returned {z1.shape[1]} and {z2.shape[1]} tokens for crops overlapping by {overlap} steps; "
+                f"the encoder returned {z1.shape[1]} and {z2.shape[1]} tokens for crops overlapping by "
+                f"{overlap} steps; "
                 "TS2Vec needs one token per timestamp"
             )
         z1, z2 = z1[:, z1.shape[1] - overlap :], z2[:, :overlap]
@@ -117,11 +119,15 @@ class MVPObjective(ObjectiveBase):
         target: Tensor = views.extras["target"]
         mask = views.masks[0] if (self.token_mask and views.masks) else None
         if mask is not None and not getattr(encoder, "supports_token_mask", False):
-            raise ValueError(f"MVP token_mask=true needs an encoder with supports_token_mask; {type(encoder).__name__} has none")
+            raise ValueError(
+                f"MVP token_mask=true needs an encoder with supports_token_mask; {type(encoder).__name__} has none"
+            )
         tokens = _tokens(encoder, views.batches[0], mask, "MVP")  # [B, T', D]
         length = target.shape[1]
         if tokens.shape[1] != length:
-            tokens = F.interpolate(tokens.transpose(1, 2), size=length, mode="linear", align_corners=False).transpose(1, 2)
+            tokens = F.interpolate(tokens.transpose(1, 2), size=length, mode="linear", align_corners=False).transpose(
+                1, 2
+            )
         prediction = self.head(tokens)  # [B, T, C]
         if prediction.shape != target.shape:
             raise ValueError(f"MVP head predicts {tuple(prediction.shape)} but the target is {tuple(target.shape)}")

@@ -19,8 +19,9 @@ import importlib
 from typing import Any, ClassVar
 
 import torch
-from ssl_core import EncoderBase, Features
 from torch import Tensor
+
+from ssl_core import EncoderBase, Features
 
 from ._encoders import check_series_batch
 from .functional import masked_max_pool
@@ -104,8 +105,15 @@ class TSTEncoder(_TsaiEncoder):
     ) -> None:
         super().__init__(in_channels, series_length)
         model = _tsai_class("TSTPlus", "TSTPlus")(
-            in_channels, 2, series_length, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ff=d_ff,
-            dropout=dropout, max_seq_len=max(512, series_length),
+            in_channels,
+            2,
+            series_length,
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            max_seq_len=max(512, series_length),
         )
         self.backbone = model.backbone
         self.embed_dim = self._probe_dim()
@@ -140,8 +148,16 @@ class PatchTSTEncoder(_TsaiEncoder):
     ) -> None:
         super().__init__(in_channels, series_length)
         model = _tsai_class("PatchTST", "PatchTST")(
-            in_channels, 2, series_length, patch_len=patch_len, stride=stride, d_model=d_model, n_layers=n_layers,
-            n_heads=n_heads, d_ff=d_ff, dropout=dropout,
+            in_channels,
+            2,
+            series_length,
+            patch_len=patch_len,
+            stride=stride,
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            d_ff=d_ff,
+            dropout=dropout,
         ).model
         self.revin, self.patch_len = model.revin, model.patch_len
         self.revin_layer = model.revin_layer if model.revin else None
@@ -157,4 +173,3 @@ class PatchTSTEncoder(_TsaiEncoder):
         z = z.permute(0, 2, 1).reshape(b, c, -1, self.patch_len).permute(0, 1, 3, 2)
         z = self.backbone(z)  # [B, C, d_model, patches]
         return z.mean(dim=1).transpose(1, 2)  # type: ignore[no-any-return]
-

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from ssl_core import ViewGeneratorBase, Views
 from torch import Tensor
+
+from ssl_core import ViewGeneratorBase, Views
 
 from .functional import binomial_mask, continuous_mask, geometric_mask, take_per_row, ts2vec_crops
 
@@ -82,7 +83,9 @@ class CropViews(ViewGeneratorBase):
 
     modality: ClassVar[str] = "timeseries"
 
-    def __init__(self, min_crop: int = 2, max_length: int = 3000, mask: MaskMode = "binomial", mask_ratio: float = 0.5) -> None:
+    def __init__(
+        self, min_crop: int = 2, max_length: int = 3000, mask: MaskMode = "binomial", mask_ratio: float = 0.5
+    ) -> None:
         if min_crop < 1:
             raise ValueError(f"min_crop must be at least 1, got {min_crop}")
         if max_length < min_crop:
@@ -104,13 +107,17 @@ class CropViews(ViewGeneratorBase):
             )
         b, length = x.shape[:2]
         if length > self.max_length:
-            start = int(torch.randint(0, length - self.max_length + 1, (1,), generator=generator, device=generator.device))
-            x, padding = x[:, start : start + self.max_length], padding[:, start : start + self.max_length]
+            cut = int(
+                torch.randint(0, length - self.max_length + 1, (1,), generator=generator, device=generator.device)
+            )
+            x, padding = x[:, cut : cut + self.max_length], padding[:, cut : cut + self.max_length]
             length = self.max_length
         start1, start2, len1, len2, overlap = ts2vec_crops(length, b, generator, self.min_crop, device=x.device)
         crops = []
         for start, size in ((start1, len1), (start2, len2)):
-            crops.append({**batch, "x": take_per_row(x, start, size), "padding_mask": take_per_row(padding, start, size)})
+            crops.append(
+                {**batch, "x": take_per_row(x, start, size), "padding_mask": take_per_row(padding, start, size)}
+            )
         masks: list[Tensor | None] | None = None
         if self.mask != "none":
             masks = [_time_mask(self.mask, (b, size), self.mask_ratio, generator, x.device) for size in (len1, len2)]

@@ -155,7 +155,9 @@ def ts2vec_crops(
     return start1, start2, right - eleft, eright - left, crop_l
 
 
-def binomial_mask(shape: tuple[int, ...], p: float, generator: torch.Generator, device: torch.device | None = None) -> Tensor:
+def binomial_mask(
+    shape: tuple[int, ...], p: float, generator: torch.Generator, device: torch.device | None = None
+) -> Tensor:
     """Boolean mask, ``True`` (masked) with probability ``p`` independently per element.
 
     Example:
@@ -168,9 +170,7 @@ def binomial_mask(shape: tuple[int, ...], p: float, generator: torch.Generator, 
     return mask.to(device) if device is not None else mask
 
 
-def continuous_mask(
-    batch_size: int, length: int, generator: torch.Generator, n: int = 5, ratio: float = 0.1
-) -> Tensor:
+def continuous_mask(batch_size: int, length: int, generator: torch.Generator, n: int = 5, ratio: float = 0.1) -> Tensor:
     """TS2Vec's continuous mask: ``n`` spans of ``ratio * length`` steps per sample, ``True`` = masked.
 
     Example:
