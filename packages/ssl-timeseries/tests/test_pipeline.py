@@ -117,5 +117,6 @@ def test_quickstart_file_is_the_ts2vec_recipe_on_gunpoint() -> None:
     cfg = ssl_core.load_config(REPO / "examples" / "quickstart.toml")
     recipe = ssl_core.load_config(ts2vec("GunPoint"))
     assert (cfg.data, cfg.encoder, cfg.objective) == (recipe.data, recipe.encoder, recipe.objective)
-    assert (cfg.train.steps, cfg.train.batch_size, cfg.train.lr) == (200, 8, 1e-3)
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.train.lr, cfg.train.min_lr_ratio) == (200, 8, 1e-3, 1.0)
+    assert cfg.train == recipe.train
     assert [e.name for e in cfg.evaluate] == ["timeseries.svm"]

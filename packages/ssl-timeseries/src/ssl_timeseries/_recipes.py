@@ -31,7 +31,7 @@ def ts2vec_steps(num_values: int) -> int:
 
 
 def ts2vec(dataset: str = "GunPoint") -> dict[str, Any]:
-    """TS2Vec on a UCR/UEA problem: repr 320, hidden 64, depth 10, batch 8, lr 1e-3, 200 iterations.
+    """TS2Vec on a UCR/UEA problem: repr 320, hidden 64, depth 10, batch 8, lr 1e-3 (constant), 200 iterations.
 
     Use ``train.steps = 600`` for problems with more than 100,000 values in the train
     split (:func:`ts2vec_steps`); evaluation is TS2Vec's SVM protocol.
@@ -47,7 +47,14 @@ def ts2vec(dataset: str = "GunPoint") -> dict[str, Any]:
         "encoder": {"name": "timeseries.ts2vec", "embed_dim": 320, "hidden_dim": 64, "depth": 10},
         "views": {"name": "timeseries.crops", "mask": "binomial"},
         "objective": {"name": "timeseries.ts2vec", "alpha": 0.5, "temporal_unit": 0},
-        "train": {"steps": 200, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.01, "log_every": 10},
+        "train": {
+            "steps": 200,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "min_lr_ratio": 1.0,  # constant learning rate, as TS2Vec
+            "weight_decay": 0.01,
+            "log_every": 10,
+        },
         "evaluate": [{"name": "timeseries.svm"}],
     }
 
@@ -66,6 +73,13 @@ def mvp(dataset: str = "GunPoint") -> dict[str, Any]:
         "encoder": {"name": "timeseries.tst", "d_model": 128, "n_layers": 3, "n_heads": 16, "d_ff": 256},
         "views": {"name": "timeseries.subsequence_mask", "mask_ratio": 0.15, "mean_length": 3.0},
         "objective": {"name": "timeseries.mvp"},
-        "train": {"steps": 200, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.01, "log_every": 10},
+        "train": {
+            "steps": 200,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "min_lr_ratio": 1.0,
+            "weight_decay": 0.01,
+            "log_every": 10,
+        },
         "evaluate": [{"name": "timeseries.svm"}, {"name": "core.linear_probe"}],
     }
