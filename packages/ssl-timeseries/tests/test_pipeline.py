@@ -16,6 +16,8 @@ from ssl_core import IncompatibleComponentsError, Registry
 from ssl_timeseries import PUBLISHED_TS2VEC, mvp, ts2vec, ts2vec_steps
 from ssl_timeseries._hooks import PublishedFigure
 
+pytest_plugins = ["ssl_core.testing.fixtures"]
+
 REPO = Path(__file__).resolve().parents[3]
 
 EXPECTED = {
