@@ -25,6 +25,7 @@ from ._doubles import ToyEncoder, toy_batch, toy_labelled_batches, toy_views
 from ._encoder import EncoderConformance
 from ._evaluator import EvaluatorConformance
 from ._objective import ObjectiveConformance
+from ._package import PluginPackageConformance
 from ._views import ViewGeneratorConformance
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "EncoderConformance",
     "EvaluatorConformance",
     "ObjectiveConformance",
+    "PluginPackageConformance",
     "ToyEncoder",
     "ViewGeneratorConformance",
     "toy_batch",
