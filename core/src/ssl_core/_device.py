@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
+from torch import Tensor
 
-__all__ = ["Precision", "autocast_context", "available_devices", "needs_grad_scaler", "resolve_device"]
+__all__ = [
+    "Precision",
+    "autocast_context",
+    "available_devices",
+    "move_to_device",
+    "needs_grad_scaler",
+    "resolve_device",
+]
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -109,3 +118,18 @@ def needs_grad_scaler(device: str | torch.device, precision: Precision) -> bool:
     if precision not in _PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {_PRECISIONS}")
     return precision == "fp16" and torch.device(device).type == "cuda"
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to ``device``; other objects pass through.
+
+    Objects with a ``.to(device)`` method (e.g. PyG ``Data``) are moved too.
+    """
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    to = getattr(batch, "to", None)
+    return to(device) if callable(to) else batch

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ._device import Precision, autocast_context
+from ._device import Precision, autocast_context, move_to_device
 from ._evaluation_functional import (
     infer_num_classes,
     knn_predict,
@@ -145,7 +145,7 @@ def _embed_with(
                 keys = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
                 raise KeyError(f"batch {index} has no 'y' labels key (the evaluators need labels); got keys {keys}")
             labels = _as_class_indices(batch["y"], index)
-            moved = _to_device(dict(batch), target)
+            moved = move_to_device(dict(batch), target)
             with autocast:
                 features = encoder(moved)
             values = extract(features, moved).float()
@@ -183,16 +183,6 @@ def _frozen(encoder: object) -> Iterator[None]:
     finally:
         for module, was_training in modes:
             module.training = was_training
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {key: _to_device(item, device) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(item, device) for item in value)
-    return value
 
 
 def _as_class_indices(raw: Any, index: int) -> Tensor:

@@ -36,14 +36,14 @@ from ._checkpoint import (
     save_checkpoint,
 )
 from ._config import TrainConfig
-from ._device import autocast_context, needs_grad_scaler
+from ._device import autocast_context, move_to_device, needs_grad_scaler
 from ._distributed import DistributedContext, all_reduce_mean, wrap_model
 from ._errors import ConfigError, NonFiniteLossError
 from ._meters import ThroughputMeter, peak_memory_mb
 from ._protocols import Batch, Views
 from ._schedules import cosine_schedule, warmup_cosine_lr
 
-__all__ = ["PretrainModel", "TrainResult", "move_to_device", "train"]
+__all__ = ["PretrainModel", "TrainResult", "train"]
 
 
 class PretrainModel(nn.Module):
@@ -69,21 +69,6 @@ class TrainResult:
     checkpoint: str | None = None
     peak_memory_mb: float | None = None
     resumed_from: int | None = None
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) batch to ``device``; other objects pass through.
-
-    Objects with a ``.to(device)`` method (e.g. PyG ``Data``) are moved too.
-    """
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device) for v in batch)
-    to = getattr(batch, "to", None)
-    return to(device) if callable(to) else batch
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
