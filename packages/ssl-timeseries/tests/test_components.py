@@ -266,3 +266,38 @@ def test_ts2vec_loss_decreases_on_gunpoint_batches() -> None:
         optimizer.step()
         losses.append(float(loss.detach()))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+class TestAveragedTS2VecEncoderConformance(EncoderConformance):
+    def make_encoder(self) -> nn.Module:
+        return TS2VecEncoder(in_channels=2, embed_dim=16, hidden_dim=8, depth=3, average_weights=True)
+
+    def make_batch(self) -> dict[str, Any]:
+        return series_batch()
+
+
+def test_weight_averaging_is_the_mean_of_the_training_iterates() -> None:
+    torch.manual_seed(0)
+    encoder = TS2VecEncoder(in_channels=2, embed_dim=8, hidden_dim=8, depth=1, dropout=0.0, average_weights=True)
+    batch = series_batch()
+    encoder.eval()
+    untrained = encoder(batch).pooled  # no training yet: the live weights
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=0.1)
+    seen = []
+    encoder.train()
+    for _ in range(3):
+        seen.append([p.detach().clone() for p in encoder.net.parameters()])
+        loss = encoder(batch).pooled.square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert int(encoder.avg_count) == 3
+    first = next(iter(encoder.net.parameters()))
+    assert torch.allclose(encoder.avg_0, torch.stack([s[0] for s in seen]).mean(0), atol=1e-6)
+    assert not torch.allclose(encoder.avg_0, first)
+    encoder.eval()
+    averaged = encoder(batch).pooled
+    assert not torch.allclose(averaged, untrained)
+    fresh = TS2VecEncoder(in_channels=2, embed_dim=8, hidden_dim=8, depth=1, dropout=0.0, average_weights=True)
+    fresh.load_state_dict(encoder.state_dict())  # the average travels with checkpoints
+    assert torch.allclose(fresh.eval()(batch).pooled, averaged)

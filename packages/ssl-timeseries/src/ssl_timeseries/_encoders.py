@@ -86,6 +86,24 @@ class _ConvBlock(nn.Module):
         return x + residual
 
 
+class _Network(nn.Module):
+    def __init__(self, in_channels: int, embed_dim: int, hidden_dim: int, depth: int, kernel_size: int) -> None:
+        super().__init__()
+        self.input_fc = nn.Linear(in_channels, hidden_dim)
+        widths = [hidden_dim] * depth + [embed_dim]
+        blocks = []
+        previous = hidden_dim
+        for i, width in enumerate(widths):
+            blocks.append(_ConvBlock(previous, width, kernel_size, dilation=2**i, final=i == len(widths) - 1))
+            previous = width
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: Tensor, hidden: Tensor) -> Tensor:  # [B, T, C], [B, T] -> [B, T, D]
+        h = self.input_fc(x).masked_fill(hidden.unsqueeze(-1), 0.0)
+        out: Tensor = self.blocks(h.transpose(1, 2)).transpose(1, 2)
+        return out
+
+
 class TS2VecEncoder(EncoderBase):
     """TS2Vec's dilated CNN (Yue et al., AAAI 2022): a representation per timestamp.
 
@@ -102,6 +120,8 @@ class TS2VecEncoder(EncoderBase):
         depth: number of hidden residual blocks (10).
         kernel_size: convolution kernel (3).
         dropout: dropout on the output representation in training (0.1).
+        average_weights: keep the running mean of the weights seen in training (TS2Vec's
+            ``AveragedModel``; updated at every training forward) and use it in eval mode.
 
     Example:
         >>> import torch
@@ -123,6 +143,7 @@ class TS2VecEncoder(EncoderBase):
         depth: int = 10,
         kernel_size: int = 3,
         dropout: float = 0.1,
+        average_weights: bool = False,
     ) -> None:
         super().__init__()
         if in_channels < 1:
@@ -130,24 +151,41 @@ class TS2VecEncoder(EncoderBase):
         if depth < 0:
             raise ValueError(f"depth must be non-negative, got {depth}")
         self.in_channels, self.embed_dim, self.hidden_dim, self.depth = in_channels, embed_dim, hidden_dim, depth
-        self.input_fc = nn.Linear(in_channels, hidden_dim)
-        widths = [hidden_dim] * depth + [embed_dim]
-        blocks = []
-        previous = hidden_dim
-        for i, width in enumerate(widths):
-            blocks.append(_ConvBlock(previous, width, kernel_size, dilation=2**i, final=i == len(widths) - 1))
-            previous = width
-        self.blocks = nn.Sequential(*blocks)
+        self.net = _Network(in_channels, embed_dim, hidden_dim, depth, kernel_size)
         self.repr_dropout = nn.Dropout(dropout)
+        self.average_weights = average_weights
+        self._param_names = [name for name, _ in self.net.named_parameters()]
+        if average_weights:
+            self.register_buffer("avg_count", torch.zeros((), dtype=torch.long))
+            for i, (_, param) in enumerate(self.net.named_parameters()):
+                self.register_buffer(f"avg_{i}", param.detach().clone())
 
     def forward(self, batch: dict[str, object], token_mask: Tensor | None = None) -> Features:
         x, padding = check_series_batch(batch, self.in_channels, type(self).__name__)
-        h = self.input_fc(torch.nan_to_num(x, nan=0.0))  # [B, T, H]
+        x = torch.nan_to_num(x, nan=0.0)
         hidden = padding
         if token_mask is not None:
             if token_mask.shape != padding.shape:
                 raise ValueError(f"token_mask must be [B, T] = {tuple(padding.shape)}, got {tuple(token_mask.shape)}")
             hidden = hidden | token_mask.to(torch.bool)
-        h = h.masked_fill(hidden.unsqueeze(-1), 0.0)
-        tokens = self.repr_dropout(self.blocks(h.transpose(1, 2))).transpose(1, 2)  # [B, T, D]
+        if self.average_weights and self.training and torch.is_grad_enabled():
+            self._update_average()
+        if self.average_weights and not self.training and int(self._count()) > 0:
+            averaged = {name: getattr(self, f"avg_{i}") for i, name in enumerate(self._param_names)}
+            tokens: Tensor = torch.func.functional_call(self.net, averaged, (x, hidden))
+        else:
+            tokens = self.net(x, hidden)
+        tokens = self.repr_dropout(tokens)
         return Features(pooled=masked_max_pool(tokens, padding), tokens=tokens, padding_mask=padding)
+
+    def _count(self) -> Tensor:
+        count: Tensor = self.get_buffer("avg_count")
+        return count
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        count = self._count()
+        count.add_(1)
+        for i, param in enumerate(self.net.parameters()):
+            average: Tensor = self.get_buffer(f"avg_{i}")
+            average.add_((param.detach() - average) / count)
