@@ -160,7 +160,7 @@ def ts2vec_normalize(
     Example:
         >>> tr, te = ts2vec_normalize(np.array([[[0.0], [2.0]]]), np.array([[[4.0], [2.0]]]), "dataset")
         >>> tr.ravel().tolist(), te.ravel().tolist()
-        [[-1.0, 1.0], [3.0, 1.0]]
+        ([-1.0, 1.0], [3.0, 1.0])
     """
     if mode == "ts2vec":
         mode = "channel" if train.shape[-1] > 1 else ("dataset" if name in _UCR_UNNORMALISED else "none")
@@ -222,6 +222,15 @@ def _splits(
     )
 
 
+def _load(dataset: str, split: str, root: str | None, equal_length: bool) -> tuple[Any, Any]:
+    from aeon.datasets import load_classification
+
+    x, y = load_classification(
+        dataset, split=split, extract_path=root, load_equal_length=equal_length, load_no_missing=False
+    )
+    return x, y
+
+
 def ucr(
     root: str | None = None, *, dataset: str = "GunPoint", normalize: Normalize = "ts2vec", equal_length: bool = False
 ) -> DatasetSplits:
@@ -253,19 +262,20 @@ def ucr(
             f"did you mean {', '.join(repr(lower[c]) for c in close)}?" if close else "see aeon.datasets.tsc_datasets"
         )
         raise ValueError(f"unknown UCR/UEA dataset {dataset!r}; {hint}")
-    from aeon.datasets import load_classification
-
     loaded = {}
     for split in ("train", "test"):
         try:
-            x, y = load_classification(
-                dataset, split=split, extract_path=root, load_equal_length=equal_length, load_no_missing=False
-            )
+            x, y = _load(dataset, split, root, equal_length)
         except Exception as exc:  # aeon raises several types (URLError, ValueError, OSError)
-            raise ValueError(
-                f"could not load {dataset!r} ({split}) through aeon: {exc}; only the problems bundled with aeon "
-                "load offline, others need a connection or a local copy under root"
-            ) from exc
+            if root is None:
+                raise ValueError(
+                    f"could not load {dataset!r} ({split}) through aeon: {exc}; only the problems bundled with aeon "
+                    "load offline, others need a connection or a local copy under root"
+                ) from exc
+            try:  # a problem bundled with aeon, asked for with a root that does not hold it
+                x, y = _load(dataset, split, None, equal_length)
+            except Exception:
+                raise ValueError(f"could not load {dataset!r} ({split}) from {root} or through aeon: {exc}") from exc
         loaded[split] = (_to_ntc(x), np.asarray(y))
     (x_train, y_train), (x_test, y_test) = loaded["train"], loaded["test"]
     archive = "UEA" if x_train.shape[-1] > 1 else "UCR"
