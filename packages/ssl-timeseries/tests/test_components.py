@@ -301,3 +301,13 @@ def test_weight_averaging_is_the_mean_of_the_training_iterates() -> None:
     fresh = TS2VecEncoder(in_channels=2, embed_dim=8, hidden_dim=8, depth=1, dropout=0.0, average_weights=True)
     fresh.load_state_dict(encoder.state_dict())  # the average travels with checkpoints
     assert torch.allclose(fresh.eval()(batch).pooled, averaged)
+
+
+def test_arrays_reads_ucr_style_tables(tmp_path: Any) -> None:
+    rows = np.random.default_rng(0).normal(size=(6, 12))
+    labels = np.array([[1], [2], [1], [2], [1], [2]])
+    np.savetxt(tmp_path / "Toy_TRAIN.tsv", np.hstack([labels, rows]), delimiter="\t")
+    np.savetxt(tmp_path / "Toy_TEST.tsv", np.hstack([labels[:4], rows[:4]]), delimiter="\t")
+    splits = arrays(str(tmp_path))
+    assert splits.num_classes == 2 and splits.info["series_length"] == 12 and splits.info["in_channels"] == 1
+    assert splits.collate([splits.test[i] for i in range(4)])["y"].tolist() == [0, 1, 0, 1]
