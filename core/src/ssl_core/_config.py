@@ -86,6 +86,7 @@ class TrainConfig:
     precision: Precision = "fp32"
     compile: bool = False
     device: str = "auto"
+    threads: int | None = None
     distributed: Strategy = "auto"
     num_workers: int = 0
     drop_last: bool = True

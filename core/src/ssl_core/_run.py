@@ -174,6 +174,8 @@ def run(
     registry = registry or default_registry()
     hooks = hooks if hooks is not None else make_plugin_manager()
     out_dir = Path(out) if out is not None else None
+    if cfg.train.threads is not None:  # CPU intra-op threads; 1 is often fastest for tiny models on a busy machine
+        torch.set_num_threads(cfg.train.threads)
     ctx: DistributedContext = init_distributed(cfg.train.device)
     try:
         _seed_everything(cfg.seed)
