@@ -163,13 +163,7 @@ def train(
     model = PretrainModel(encoder, objective).to(device)
     if cfg.compile:
         model.encoder.compile()
-    wrapped = wrap_model(
-        model,
-        ctx,
-        "none"
-        if cfg.distributed == "auto" and ctx.world_size == 1
-        else ("ddp" if cfg.distributed == "auto" else cfg.distributed),
-    )
+    wrapped = wrap_model(model, ctx, "ddp" if cfg.distributed == "auto" else cfg.distributed)
     optimizer = _make_optimizer(model, cfg)
     scheduler = warmup_cosine_lr(
         optimizer, warmup_steps=min(cfg.warmup_steps, cfg.steps), total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
