@@ -57,10 +57,10 @@ def builtin_pipeline(name: str) -> Path:
     return path
 
 
-def _resolve_source(config: str | Path | Mapping[str, Any]) -> str | Path | Mapping[str, Any]:
+def _resolve_source(config: str | Path | Mapping[str, Any], registry: Registry) -> str | Path | Mapping[str, Any]:
     if isinstance(config, str) and not config.endswith(".toml") and not Path(config).exists():
         if "." in config:  # a recipe name such as "vision.mae"
-            recipe = default_registry().get("recipe", config)
+            recipe = registry.get("recipe", config)
             return dict(recipe())
         return builtin_pipeline(config)
     return config
@@ -170,8 +170,8 @@ def run(
         resume: continue from the latest checkpoint in ``out``.
         root: dataset root passed to the dataset provider.
     """
-    cfg = load_config(_resolve_source(config), overrides)
     registry = registry or default_registry()
+    cfg = load_config(_resolve_source(config, registry), overrides)
     hooks = hooks if hooks is not None else make_plugin_manager()
     out_dir = Path(out) if out is not None else None
     if cfg.train.threads is not None:  # CPU intra-op threads; 1 is often fastest for tiny models on a busy machine
