@@ -48,6 +48,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             names = sorted(c.name for c in plugin.components if c.kind == kind)
             if names:
                 print(f"  {kind:<10} {', '.join(names)}")
+        if plugin.hooks:
+            print(f"  {'hooks':<10} {', '.join(plugin.hooks)}")
     if report.problems:
         hint = "fix or uninstall the plugins marked above" + ("" if args.strict else "; --strict makes this fatal")
         print(f"\n{len(report.problems)} plugin(s) with problems: {hint}", file=sys.stderr)
