@@ -14,6 +14,7 @@ Usage::
     python benchmarks/timeseries_ucr.py --json benchmarks/results/timeseries_ucr.json
     python benchmarks/timeseries_ucr.py --quick                       # GunPoint, 1 seed
     python benchmarks/timeseries_ucr.py --datasets Coffee Wine --seeds 0 1 2   # any UCR/UEA name
+    python benchmarks/timeseries_ucr.py --datasets ArrowHead --set encoder.average_weights=false
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from _report import Report, base_parser
 DEFAULT_DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "BasicMotions")
 
 
-def run_one(dataset: str, seed: int, steps: int | None) -> dict[str, float]:
+def run_one(dataset: str, seed: int, steps: int | None, extra: list[str] | None = None) -> dict[str, float]:
     """Pretrain + evaluate one (dataset, seed); returns accuracy, random-init accuracy, seconds."""
     import ssl_core
     from ssl_timeseries import ts2vec, ts2vec_steps, ucr
@@ -40,7 +41,8 @@ def run_one(dataset: str, seed: int, steps: int | None) -> dict[str, float]:
     config = ts2vec(dataset)
     config["seed"] = seed
     started = time.perf_counter()
-    result = ssl_core.run(config, overrides=[f"train.steps={n_steps}", "train.progress=false", "plots=false"])
+    overrides = [f"train.steps={n_steps}", "train.progress=false", "plots=false", *(extra or [])]
+    result = ssl_core.run(config, overrides=overrides)
     wall = time.perf_counter() - started
     metrics = result.metrics
     return {
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=None, help="UCR/UEA names (default: the four bundled sets)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0 1 2; --quick: 0)")
     parser.add_argument("--steps", type=int, default=None, help="override the TS2Vec iteration rule (200 / 600)")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides (encoder.average_weights=false)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     args = parser.parse_args(argv)
 
@@ -93,13 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         "evaluator": "timeseries.svm",
         "seeds": seeds,
         "threads": args.threads,
+        "overrides": args.set,
         "published_source": "TS2Vec (Yue et al., AAAI 2022), full UCR/UEA result tables",
     }
     for name in datasets:
         if name in PUBLISHED_TS2VEC:
             report.add(impl="published", case=name, metric="accuracy", value=PUBLISHED_TS2VEC[name], seed=None)
         for seed in seeds:
-            out = run_one(name, seed, args.steps)
+            out = run_one(name, seed, args.steps, args.set)
             report.add(impl="ours", case=name, metric="accuracy", value=out["accuracy"], seed=seed)
             report.add(impl="random_init", case=name, metric="accuracy", value=out["random_init"], seed=seed)
             report.add(impl="ours", case=name, metric="pretrain_seconds", value=out["pretrain_seconds"], seed=seed)

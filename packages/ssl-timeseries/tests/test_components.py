@@ -288,15 +288,19 @@ def test_weight_averaging_is_the_mean_of_the_training_iterates() -> None:
     for _ in range(3):
         seen.append([p.detach().clone() for p in encoder.net.parameters()])
         loss = encoder(batch).pooled.square().mean()
+        loss = loss + encoder(batch).pooled.mean()  # two forwards per step (two views) count once
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert int(encoder.avg_count) == 3
+    seen.append([p.detach().clone() for p in encoder.net.parameters()])
+    assert int(encoder.avg_count) == 3  # the initial weights and those after steps 1 and 2
+    encoder.eval()
+    averaged = encoder(batch).pooled  # folds in the weights after the last step
+    assert int(encoder.avg_count) == 4  # as AveragedModel: initial weights + one per optimizer step
     first = next(iter(encoder.net.parameters()))
     assert torch.allclose(encoder.avg_0, torch.stack([s[0] for s in seen]).mean(0), atol=1e-6)
     assert not torch.allclose(encoder.avg_0, first)
-    encoder.eval()
-    averaged = encoder(batch).pooled
+    assert torch.allclose(encoder(batch).pooled, averaged)  # a second eval forward changes nothing
     assert not torch.allclose(averaged, untrained)
     fresh = TS2VecEncoder(in_channels=2, embed_dim=8, hidden_dim=8, depth=1, dropout=0.0, average_weights=True)
     fresh.load_state_dict(encoder.state_dict())  # the average travels with checkpoints

@@ -104,6 +104,12 @@ class _Network(nn.Module):
         return out
 
 
+def _loaded_average(module: nn.Module, incompatible: object) -> None:
+    """After ``load_state_dict``: the loaded weights are already in the loaded average (a resume)."""
+    if isinstance(module, TS2VecEncoder):
+        module._seen_version = module._weights_version() if int(module._count()) > 0 else None
+
+
 class TS2VecEncoder(EncoderBase):
     """TS2Vec's dilated CNN (Yue et al., AAAI 2022): a representation per timestamp.
 
@@ -120,8 +126,10 @@ class TS2VecEncoder(EncoderBase):
         depth: number of hidden residual blocks (10).
         kernel_size: convolution kernel (3).
         dropout: dropout on the output representation in training (0.1).
-        average_weights: keep the running mean of the weights seen in training (TS2Vec's
-            ``AveragedModel``; updated at every training forward) and use it in eval mode.
+        average_weights: keep the running mean of the weights (TS2Vec's ``AveragedModel``:
+            the initial weights and the weights after every optimizer step, each once) and
+            use it in eval mode. TS2Vec encodes with the averaged model; here it is opt-in
+            because it scored lower on ArrowHead (docs/timeseries.md).
 
     Example:
         >>> import torch
@@ -155,7 +163,9 @@ class TS2VecEncoder(EncoderBase):
         self.repr_dropout = nn.Dropout(dropout)
         self.average_weights = average_weights
         self._param_names = [name for name, _ in self.net.named_parameters()]
+        self._seen_version: int | None = None  # parameter versions last folded into the average
         if average_weights:
+            self.register_load_state_dict_post_hook(_loaded_average)
             self.register_buffer("avg_count", torch.zeros((), dtype=torch.long))
             for i, (_, param) in enumerate(self.net.named_parameters()):
                 self.register_buffer(f"avg_{i}", param.detach().clone())
@@ -168,8 +178,8 @@ class TS2VecEncoder(EncoderBase):
             if token_mask.shape != padding.shape:
                 raise ValueError(f"token_mask must be [B, T] = {tuple(padding.shape)}, got {tuple(token_mask.shape)}")
             hidden = hidden | token_mask.to(torch.bool)
-        if self.average_weights and self.training and torch.is_grad_enabled():
-            self._update_average()
+        if self.average_weights and (not self.training or torch.is_grad_enabled()):
+            self._catch_up_average()
         if self.average_weights and not self.training and int(self._count()) > 0:
             averaged = {name: getattr(self, f"avg_{i}") for i, name in enumerate(self._param_names)}
             tokens: Tensor = torch.func.functional_call(self.net, averaged, (x, hidden))
@@ -181,6 +191,22 @@ class TS2VecEncoder(EncoderBase):
     def _count(self) -> Tensor:
         count: Tensor = self.get_buffer("avg_count")
         return count
+
+    def _weights_version(self) -> int:
+        # in-place updates (optimizer steps, load_state_dict) bump a tensor's version counter
+        return sum(p._version for p in self.net.parameters())
+
+    def _catch_up_average(self) -> None:
+        """Fold the current weights into the average once per new set of weights.
+
+        Matches ``torch.optim.swa_utils.AveragedModel`` as TS2Vec uses it: the initial
+        weights, then the weights after every optimizer step (the last one is folded in
+        by the next forward, e.g. the first evaluation), each counted once.
+        """
+        version = self._weights_version()
+        if version != self._seen_version:
+            self._update_average()
+            self._seen_version = version
 
     @torch.no_grad()
     def _update_average(self) -> None:
