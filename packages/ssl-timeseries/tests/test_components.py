@@ -315,3 +315,27 @@ def test_arrays_reads_ucr_style_tables(tmp_path: Any) -> None:
     splits = arrays(str(tmp_path))
     assert splits.num_classes == 2 and splits.info["series_length"] == 12 and splits.info["in_channels"] == 1
     assert splits.collate([splits.test[i] for i in range(4)])["y"].tolist() == [0, 1, 0, 1]
+
+
+def test_weight_averaging_counts_each_set_of_weights_once() -> None:
+    torch.manual_seed(0)
+    encoder = TS2VecEncoder(in_channels=2, embed_dim=8, hidden_dim=8, depth=1, dropout=0.0, average_weights=True)
+    batch = series_batch()
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=0.1)
+    encoder.train()
+    for _ in range(2):
+        loss = encoder(batch).pooled.square().mean() + encoder(batch).pooled.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        encoder(batch)  # a training-mode forward without gradients does not fold weights in
+    assert int(encoder.avg_count) == 2
+    encoder.eval()
+    encoder(batch)
+    assert int(encoder.avg_count) == 3  # initial + after each of the 2 steps, as AveragedModel
+    parent = nn.ModuleDict({"encoder": TS2VecEncoder(2, 8, 8, 1, dropout=0.0, average_weights=True)})
+    parent.load_state_dict(nn.ModuleDict({"encoder": encoder}).state_dict())  # a resume through a wrapper
+    parent.eval()
+    parent["encoder"](batch)
+    assert int(parent["encoder"].avg_count) == 3  # the loaded weights are not counted again
