@@ -60,8 +60,7 @@ def _import_check(report: DiscoveryReport) -> None:
     """Import every usable component (``--check``) and record failures per plugin."""
     from ._registry import Registry
 
-    registry = Registry(discover=False)
-    registry._report = report  # reuse the scan we already did
+    registry = Registry(report=report)  # reuse the scan we already did
     for plugin in report.plugins:
         if plugin.status == "incompatible":
             continue

@@ -48,10 +48,11 @@ class Registry:
             registry for tests and notebooks.
         strict: raise on any plugin problem (incompatible, duplicate, missing module)
             instead of isolating it.
+        report: a discovery report to use instead of scanning again.
     """
 
-    def __init__(self, *, discover: bool = True, strict: bool = False) -> None:
-        self._report: DiscoveryReport | None = scan_plugins() if discover else None
+    def __init__(self, *, discover: bool = True, strict: bool = False, report: DiscoveryReport | None = None) -> None:
+        self._report: DiscoveryReport | None = report if report is not None else (scan_plugins() if discover else None)
         self._loaded: dict[tuple[str, str], Any] = {}
         self._manual: dict[str, dict[str, Any]] = {kind: {} for kind in COMPONENT_GROUPS}
         if strict and self._report is not None and self._report.problems:
