@@ -68,6 +68,7 @@ __all__ = [
     "load_config",
     "make_teacher",
     "resolve_device",
+    "move_to_device",
     "restore_rng_state",
     "run",
     "save_checkpoint",
@@ -122,6 +123,7 @@ _LAZY: dict[str, str] = {
     "run": "_run",
     "autocast_context": "_device",
     "resolve_device": "_device",
+    "move_to_device": "_device",
     "capture_rng_state": "_checkpoint",
     "load_checkpoint": "_checkpoint",
     "restore_rng_state": "_checkpoint",
@@ -153,7 +155,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._bases import EncoderBase, ObjectiveBase, ViewGeneratorBase
     from ._checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
     from ._config import ComponentConfig, PipelineConfig, TrainConfig, load_config
-    from ._device import autocast_context, resolve_device
+    from ._device import autocast_context, move_to_device, resolve_device
     from ._discovery import scan_plugins
     from ._distributed import DistributedContext, all_gather_with_grad, init_distributed
     from ._ema import ema_update_, make_teacher

@@ -76,7 +76,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     weight_decay_end: float | None = None
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    decay_bias_and_norm: bool = False
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9
     warmup_steps: int = 0

@@ -152,6 +152,9 @@ class DatasetSplits:
         modality: ``"vector"``, ``"image"``, ``"audio"``, ``"graph"``, ``"timeseries"``.
         num_classes: number of label classes, if labelled.
         info: free-form facts (sample rate, channels, source path, ...).
+        pretrain: what training iterates over when it differs from ``train`` (mini-batch
+            subgraphs of one big graph, unlabelled extra data); ``None`` trains on ``train``.
+        pretrain_collate: the collate function for ``pretrain``; ``None`` uses ``collate``.
     """
 
     train: Dataset[Any]
@@ -160,6 +163,8 @@ class DatasetSplits:
     modality: str
     num_classes: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    pretrain: Dataset[Any] | None = None
+    pretrain_collate: Callable[[Sequence[Any]], Batch] | None = None
 
 
 class DatasetProvider(Protocol):

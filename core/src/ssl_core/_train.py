@@ -71,13 +71,13 @@ class TrainResult:
     resumed_from: int | None = None
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def _param_groups(model: nn.Module, weight_decay: float, decay_1d: bool = False) -> list[dict[str, Any]]:
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
+        (no_decay if p.ndim <= 1 and not decay_1d else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
@@ -85,14 +85,16 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay)
+    groups = _param_groups(model, cfg.weight_decay, cfg.decay_bias_and_norm)
     if not any(g["params"] for g in groups):
         raise ConfigError("nothing to train: the encoder and objective have no parameters that require gradients")
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    if cfg.optimizer == "adam":  # L2 added to the gradient (coupled), as GraphMAE and older papers use it
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    raise ConfigError(f"train.optimizer {cfg.optimizer!r} is not supported; use 'adamw' or 'sgd'")
+    raise ConfigError(f"train.optimizer {cfg.optimizer!r} is not supported; use 'adamw', 'adam' or 'sgd'")
 
 
 class _EpochBatches:
