@@ -30,7 +30,7 @@ from ssl_core import Features
 
 from ._fused import GraphStructure, fast_dropout, gat_forward
 
-__all__ = ["GATEncoder", "GINEncoder", "graph_structure", "make_activation", "make_norm", "node_embeddings"]
+__all__ = ["GATEncoder", "GINEncoder", "graph_structure", "graphmae_init_", "make_activation", "make_norm", "node_embeddings"]
 
 Norm = Literal["none", "batchnorm", "layernorm", "graphnorm"]
 Pooling = Literal["mean", "max", "sum"]
@@ -128,6 +128,25 @@ def graph_structure(batch: dict[str, Any]) -> GraphStructure:
     return GraphStructure.from_edge_index(batch["edge_index"], int(batch["x"].shape[0]))
 
 
+def graphmae_init_(conv: nn.Module) -> None:
+    """GraphMAE's (and DGL's) GAT initialisation: Xavier-normal with gain sqrt(2) for the linear map
+    and both attention vectors, zero bias. PyG's ``GATConv`` default is Glorot-uniform (gain 1).
+
+    Example:
+        >>> from torch_geometric.nn import GATConv
+        >>> conv = GATConv(8, 4, heads=2)
+        >>> graphmae_init_(conv)
+        >>> float(conv.bias.abs().sum())
+        0.0
+    """
+    gain = nn.init.calculate_gain("relu")
+    nn.init.xavier_normal_(conv.lin.weight, gain=gain)  # type: ignore[union-attr,arg-type]
+    nn.init.xavier_normal_(conv.att_src, gain=gain)  # type: ignore[arg-type]
+    nn.init.xavier_normal_(conv.att_dst, gain=gain)  # type: ignore[arg-type]
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
+
+
 def _check_batch(batch: dict[str, Any], in_dim: int, who: str) -> tuple[Tensor, Tensor]:
     x, edge_index = batch.get("x"), batch.get("edge_index")
     if not isinstance(x, Tensor) or not isinstance(edge_index, Tensor):
@@ -162,6 +181,8 @@ class GATEncoder(_GraphEncoder):
         pooling: graph-level readout (``mean``, ``max``, ``sum``) for batches of graphs.
         add_self_loops: let ``GATConv`` add self-loops on every call; the datasets already
             add them once, so this is off.
+        init: ``graphmae`` (Xavier-normal, gain sqrt(2), as GraphMAE and DGL) or ``pyg``
+            (``GATConv``'s Glorot-uniform default).
         fused: aggregate with sparse CSR matmuls (:mod:`ssl_graph._fused`, same result as
             ``GATConv``, several times faster on CPU); ``False`` uses ``GATConv.propagate``.
 
@@ -184,6 +205,7 @@ class GATEncoder(_GraphEncoder):
         activation: str = "prelu",
         pooling: Pooling = "mean",
         add_self_loops: bool = False,
+        init: Literal["graphmae", "pyg"] = "graphmae",
         fused: bool = True,
     ) -> None:
         super().__init__()
@@ -215,7 +237,13 @@ class GATEncoder(_GraphEncoder):
                     add_self_loops=add_self_loops,
                 )
             )
+            if init == "graphmae":
+                graphmae_init_(self.convs[-1])
+            elif init != "pyg":
+                raise ValueError(f"init must be 'graphmae' or 'pyg', got {init!r}")
             skip: nn.Module = nn.Identity() if width == hidden_dim else nn.Linear(width, hidden_dim, bias=False)
+            if isinstance(skip, nn.Linear) and init == "graphmae":
+                nn.init.xavier_normal_(skip.weight, gain=nn.init.calculate_gain("relu"))
             self.skips.append(skip if residual else nn.Identity())
             self.norms.append(make_norm(norm, hidden_dim) or nn.Identity())
         self.residual = residual

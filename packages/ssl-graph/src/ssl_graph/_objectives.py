@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ssl_core import Views
 
-from ._encoders import graph_structure, node_embeddings
+from ._encoders import graph_structure, graphmae_init_, node_embeddings
 from ._fused import fast_dropout, gat_forward_rows
 from .functional import NodeMask, mask_node_features, sce_loss
 
@@ -92,6 +92,7 @@ class GraphMAEObjective(nn.Module):
                 dropout=attn_dropout,
                 add_self_loops=False,
             )
+            graphmae_init_(self.decoder)
         elif decoder == "gin":
             from torch_geometric.nn import GINConv
 
