@@ -30,7 +30,7 @@ from ssl_graph import (
     node_embeddings,
     synthetic,
 )
-from ssl_graph._fused import GraphStructure, fast_dropout, gat_forward, gat_forward_rows
+from ssl_graph._fused import fast_dropout, gat_forward, gat_forward_rows
 
 
 def small_graph(num_nodes: int = 60, in_dim: int = 12, seed: int = 0) -> dict[str, Any]:
@@ -135,7 +135,10 @@ def test_mask_rate_outside_the_open_interval_is_rejected(rate: float) -> None:
 def test_masked_features_take_token_and_noise_and_token_learns() -> None:
     x = torch.arange(12.0).view(6, 2)
     mask = functional.NodeMask(
-        masked=torch.tensor([0, 1, 2]), token=torch.tensor([0, 1]), noise=torch.tensor([2]), noise_source=torch.tensor([5])
+        masked=torch.tensor([0, 1, 2]),
+        token=torch.tensor([0, 1]),
+        noise=torch.tensor([2]),
+        noise_source=torch.tensor([5]),
     )
     token = torch.zeros(1, 2, requires_grad=True)
     out = functional.mask_node_features(x, mask, token)
@@ -159,19 +162,19 @@ def test_graph_preparation_adds_exactly_one_self_loop_per_node() -> None:
 
 
 def test_graph_without_features_gets_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="no node features.*features='degree'"):
+    with pytest.raises(ValueError, match=r"no node features.*features='degree'"):
         graph_batch(_Graph(None, torch.tensor([[0], [1]])))
 
 
 def test_edges_outside_the_graph_are_named() -> None:
-    with pytest.raises(ValueError, match="refers to node 7 but the graph has 3 nodes"):
+    with pytest.raises(ValueError, match=r"refers to node 7 but the graph has 3 nodes"):
         graph_batch(_Graph(torch.ones(3, 2), torch.tensor([[0], [7]])))
 
 
 def test_nan_features_are_named() -> None:
     x = torch.ones(3, 2)
     x[1, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN or infinite features.*node 1"):
+    with pytest.raises(ValueError, match=r"NaN or infinite features.*node 1"):
         graph_batch(_Graph(x, torch.tensor([[0], [1]])))
 
 
@@ -197,7 +200,7 @@ def test_graph_level_batches_pool_per_graph_and_pad_tokens() -> None:
 
 
 def test_encoder_rejects_wrong_feature_width() -> None:
-    with pytest.raises(ValueError, match="built for 7 node features"):
+    with pytest.raises(ValueError, match=r"built for 7 node features"):
         GATEncoder(in_dim=7, hidden_dim=8, heads=2)(small_graph())
 
 
@@ -241,7 +244,7 @@ class TestGraphMAEObjectiveConformance(ObjectiveConformance):
 
 def test_graphmae_needs_node_mask_views() -> None:
     objective = GraphMAEObjective(embed_dim=16, in_dim=12)
-    with pytest.raises(ValueError, match="graph.node_mask"):
+    with pytest.raises(ValueError, match=r"graph.node_mask"):
         objective(GATEncoder(in_dim=12, hidden_dim=16, heads=2), Views(batches=[small_graph()]))
 
 
@@ -302,7 +305,7 @@ def test_node_probe_separates_a_homophilous_graph() -> None:
 
 
 def test_node_probe_explains_graph_level_input() -> None:
-    with pytest.raises(ValueError, match="graph.svm"):
+    with pytest.raises(ValueError, match=r"graph.svm"):
         NodeProbeEvaluator()(GINEncoder(in_dim=5, hidden_dim=8), [graph_level_batch()], [])
 
 
@@ -321,4 +324,4 @@ def test_neighbor_subgraphs_put_seeds_first_and_keep_real_edges() -> None:
     for s, t in sub["edge_index"].t().tolist():
         assert (ids[s], ids[t]) in full
     degree = torch.bincount(sub["edge_index"][1][sub["edge_index"][1] < 16], minlength=16)
-    assert 1 <= int(degree.min()) and int(degree.max()) <= 3  # at most k sampled in-neighbours per seed
+    assert int(degree.min()) >= 1 and int(degree.max()) <= 3  # at most k sampled in-neighbours per seed

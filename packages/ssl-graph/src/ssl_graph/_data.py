@@ -129,7 +129,7 @@ def collate_graphs(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     sizes = torch.tensor([s["x"].shape[0] for s in samples])
     offsets = torch.cumsum(sizes, 0) - sizes
-    edges = [s["edge_index"] + off for s, off in zip(samples, offsets.tolist())]
+    edges = [s["edge_index"] + off for s, off in zip(samples, offsets.tolist(), strict=True)]
     x = torch.cat([s["x"] for s in samples])
     edge_index = torch.cat(edges, dim=1)
     return {
@@ -303,7 +303,7 @@ def planetoid(
     missing = [f"ind.{name.lower()}.{s}" for s in _RAW_SUFFIXES if not (raw / f"ind.{name.lower()}.{s}").is_file()]
     try:
         loaded = Planetoid(str(folder), name, transform=NormalizeFeatures() if normalize_features else None)
-    except Exception as exc:  # noqa: BLE001 - PyG raises URLError, OSError, ... when the download fails
+    except Exception as exc:
         raise GraphDataError(
             f"Planetoid {name}: raw files missing in {raw} ({', '.join(missing) or 'none'}) and loading or "
             f"downloading them failed ({type(exc).__name__}: {exc}); pass root= a folder holding "
@@ -392,7 +392,7 @@ def _degree_features(graphs: list[Any], max_degree: int = 400) -> None:
 
     degrees = [degree(g.edge_index[0], g.num_nodes).long().clamp(max=max_degree) for g in graphs]
     dim = int(max(int(d.max()) if d.numel() else 0 for d in degrees)) + 1
-    for g, d in zip(graphs, degrees):
+    for g, d in zip(graphs, degrees, strict=True):
         g.x = torch.nn.functional.one_hot(d, dim).float()
 
 
@@ -421,7 +421,7 @@ def tudataset(
     folder = str(Path(root).expanduser()) if root else str(_cache_dir() / "tu")
     try:
         loaded = TUDataset(folder, name)
-    except Exception as exc:  # noqa: BLE001 - download or parse failure
+    except Exception as exc:
         raise GraphDataError(
             f"TUDataset {name!r} could not be loaded from {folder} ({type(exc).__name__}: {exc}); check the name "
             "(e.g. MUTAG, PROTEINS, IMDB-BINARY) and that the machine is online or the raw files are present"

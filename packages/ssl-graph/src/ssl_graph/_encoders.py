@@ -23,14 +23,21 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import torch
 from torch import Tensor, nn
 
 from ssl_core import Features
 
 from ._fused import GraphStructure, fast_dropout, gat_forward
 
-__all__ = ["GATEncoder", "GINEncoder", "graph_structure", "graphmae_init_", "make_activation", "make_norm", "node_embeddings"]
+__all__ = [
+    "GATEncoder",
+    "GINEncoder",
+    "graph_structure",
+    "graphmae_init_",
+    "make_activation",
+    "make_norm",
+    "node_embeddings",
+]
 
 Norm = Literal["none", "batchnorm", "layernorm", "graphnorm"]
 Pooling = Literal["mean", "max", "sum"]
@@ -216,8 +223,10 @@ class GATEncoder(_GraphEncoder):
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if fused and add_self_loops:
-            raise ValueError("fused=True expects self-loops already in the graph (the datasets add them); "
-                             "set add_self_loops=False or fused=False")
+            raise ValueError(
+                "fused=True expects self-loops already in the graph (the datasets add them); "
+                "set add_self_loops=False or fused=False"
+            )
         self.in_dim, self.embed_dim, self.pooling, self.dropout = in_dim, hidden_dim, pooling, dropout
         self.fused = fused
         self.convs = nn.ModuleList()
@@ -254,7 +263,7 @@ class GATEncoder(_GraphEncoder):
         h, edge_index = _check_batch(batch, self.in_dim, "GATEncoder")
         structure = graph_structure(batch) if self.fused else None
         layers: list[Tensor] = []
-        for conv, skip, norm, act in zip(self.convs, self.skips, self.norms, self.activations):
+        for conv, skip, norm, act in zip(self.convs, self.skips, self.norms, self.activations, strict=True):
             dropped = fast_dropout(h, self.dropout, self.training)
             if structure is not None:
                 out = gat_forward(conv, dropped, structure, training=self.training)
@@ -320,9 +329,8 @@ class GINEncoder(_GraphEncoder):
             raise ValueError("GINEncoder does not take a token_mask; GraphMAE masks node features in the objective")
         h, edge_index = _check_batch(batch, self.in_dim, "GINEncoder")
         layers: list[Tensor] = []
-        for conv, norm, act in zip(self.convs, self.norms, self.activations):
+        for conv, norm, act in zip(self.convs, self.norms, self.activations, strict=True):
             h = conv(fast_dropout(h, self.dropout, self.training), edge_index)
             h = act(_apply_norm(norm, h, batch))
             layers.append(h)
         return _features(h, layers, batch, self.pooling)
-

@@ -157,9 +157,7 @@ class GraphSVMEvaluator:
 
     higher_is_better: ClassVar[bool] = True
 
-    def __init__(
-        self, folds: int = 10, c_grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0), seed: int = 0
-    ) -> None:
+    def __init__(self, folds: int = 10, c_grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0), seed: int = 0) -> None:
         self.folds, self.c_grid, self.seed = folds, tuple(float(c) for c in c_grid), seed
 
     def __call__(
@@ -179,7 +177,9 @@ class GraphSVMEvaluator:
         for train_idx, test_idx in StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(x, y):
             inner = int(min(5, np.bincount(y[train_idx]).min()))  # small classes: fewer inner folds
             if inner < 2:
-                raise ValueError("GraphSVMEvaluator: a class has fewer than 2 graphs in a training fold; use fewer folds")
+                raise ValueError(
+                    "GraphSVMEvaluator: a class has fewer than 2 graphs in a training fold; use fewer folds"
+                )
             search = GridSearchCV(SVC(random_state=42), {"C": list(self.c_grid)}, cv=inner, n_jobs=1)
             search.fit(x[train_idx], y[train_idx])
             scores.append(float((search.predict(x[test_idx]) == y[test_idx]).mean()))

@@ -12,12 +12,39 @@ from typing import Any
 __all__ = ["GRAPHMAE_PAPER", "PUBLISHED_GRAPHMAE", "graphmae"]
 
 GRAPHMAE_PAPER: dict[str, dict[str, Any]] = {
-    "Cora": {"hidden": 512, "heads": 4, "lr": 1e-3, "wd": 2e-4, "epochs": 1500, "mask": 0.5, "replace": 0.05,
-             "alpha": 3.0, "probe_wd": 1e-4},
-    "CiteSeer": {"hidden": 512, "heads": 2, "lr": 1e-3, "wd": 2e-5, "epochs": 300, "mask": 0.5, "replace": 0.1,
-                 "alpha": 1.0, "probe_wd": 1e-2},
-    "PubMed": {"hidden": 1024, "heads": 4, "lr": 1e-3, "wd": 1e-5, "epochs": 1000, "mask": 0.75, "replace": 0.0,
-               "alpha": 3.0, "probe_wd": 1e-4},
+    "Cora": {
+        "hidden": 512,
+        "heads": 4,
+        "lr": 1e-3,
+        "wd": 2e-4,
+        "epochs": 1500,
+        "mask": 0.5,
+        "replace": 0.05,
+        "alpha": 3.0,
+        "probe_wd": 1e-4,
+    },
+    "CiteSeer": {
+        "hidden": 512,
+        "heads": 2,
+        "lr": 1e-3,
+        "wd": 2e-5,
+        "epochs": 300,
+        "mask": 0.5,
+        "replace": 0.1,
+        "alpha": 1.0,
+        "probe_wd": 1e-2,
+    },
+    "PubMed": {
+        "hidden": 1024,
+        "heads": 4,
+        "lr": 1e-3,
+        "wd": 1e-5,
+        "epochs": 1000,
+        "mask": 0.75,
+        "replace": 0.0,
+        "alpha": 3.0,
+        "probe_wd": 1e-4,
+    },
 }
 """GraphMAE's ``configs.yml`` (THUDM/GraphMAE) for the Planetoid graphs; all use a 2-layer GAT, PReLU,
 input dropout 0.2, attention dropout 0.1, Adam, cosine learning-rate decay, probe lr 0.01 for 300 epochs."""

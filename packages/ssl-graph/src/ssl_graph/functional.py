@@ -63,7 +63,11 @@ class NodeMask:
 
 
 def sample_node_mask(
-    num_nodes: int, mask_rate: float, replace_rate: float, generator: torch.Generator, device: torch.device | None = None
+    num_nodes: int,
+    mask_rate: float,
+    replace_rate: float,
+    generator: torch.Generator,
+    device: torch.device | None = None,
 ) -> NodeMask:
     """Draw GraphMAE's node mask: ``int(mask_rate * N)`` nodes, of which ``int(replace_rate * M)`` get noise.
 
@@ -215,5 +219,7 @@ def sample_neighbors(
         frontier = new
         if frontier.numel() == 0:
             break
-    edge_index = torch.stack([torch.cat(edge_src), torch.cat(edge_dst)]) if edge_src else torch.empty(2, 0, dtype=torch.long)
+    edge_index = (
+        torch.stack([torch.cat(edge_src), torch.cat(edge_dst)]) if edge_src else torch.empty(2, 0, dtype=torch.long)
+    )
     return node_ids, edge_index
