@@ -232,3 +232,45 @@ def test_compiled_encoder_trains_like_eager(tmp_path: Path) -> None:
     # compiling in place keeps the checkpoint's parameter names loadable into a plain encoder
     state = ssl_core.load_checkpoint(tmp_path / "checkpoints" / "step-000003.pt", weights_only=False)
     assert all("_orig_mod" not in key for key in state["encoder"])
+
+
+def test_optimizer_choices_and_weight_decay_groups() -> None:
+    from ssl_core._config import TrainConfig
+    from ssl_core._train import _make_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    adam = _make_optimizer(model, TrainConfig(optimizer="adam", weight_decay=0.1))
+    assert type(adam) is torch.optim.Adam
+    decayed, exempt = adam.param_groups
+    assert [p.ndim for p in decayed["params"]] == [2] and exempt["weight_decay"] == 0.0  # biases and norms exempt
+    everything = _make_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.1, decay_bias_and_norm=True))
+    assert len(everything.param_groups) == 1 and len(everything.param_groups[0]["params"]) == 4
+    with pytest.raises(ssl_core.ConfigError, match="'adamw', 'adam' or 'sgd'"):
+        _make_optimizer(model, TrainConfig(optimizer="lamb"))  # type: ignore[arg-type]
+
+
+def test_a_separate_pretrain_split_is_what_training_iterates(tmp_path: Path) -> None:
+    """DatasetSplits.pretrain (e.g. neighbour-sampled subgraphs) feeds training; evaluators keep train/test."""
+    from ssl_core import DatasetSplits
+    from ssl_core._components import digits
+
+    seen: list[int] = []
+
+    def provider(root: str | None = None) -> DatasetSplits:
+        base = digits()
+
+        def pretrain_collate(samples: list[Any]) -> dict[str, Any]:
+            seen.append(len(samples))
+            return base.collate(samples)
+
+        base.pretrain = [base.train[i] for i in range(128)]  # type: ignore[assignment]
+        base.pretrain_collate = pretrain_collate
+        return base
+
+    registry = Registry(discover=False)
+    cfg = {**TINY, "data": {"name": "test.pretrain_split"}, "train": {**TINY["train"], "steps": 3, "checkpoint_every": 0}}
+    registry.register("dataset", "test.pretrain_split", provider)
+    for kind, name in (("encoder", "core.mlp"), ("views", "core.noise"), ("objective", "core.simclr")):
+        registry.register(kind, name, ssl_core.default_registry().get(kind, name))
+    ssl_core.run(cfg, registry=registry)
+    assert seen == [64, 64, 64]  # 128 pretrain samples, batch 64: two batches per epoch, then a new epoch
