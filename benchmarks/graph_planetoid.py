@@ -193,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                 report.add(impl="ours", case=args.dataset, metric=metric, value=out[metric], seed=seed)
             report.add(impl="random_init", case=args.dataset, metric="accuracy_pct", value=out["random_init_pct"],
                        seed=seed)  # fmt: skip
-            print(f"{args.dataset} seed {seed}: {out['accuracy_pct']:.1f}% (last epoch {out['final_accuracy_pct']:.1f}%,"
-                  f" random init {out['random_init_pct']:.1f}%), {out['seconds_per_epoch']:.3f} s/epoch", flush=True)
+            print(
+                f"{args.dataset} seed {seed}: {out['accuracy_pct']:.1f}% (last epoch {out['final_accuracy_pct']:.1f}%,"
+                f" random init {out['random_init_pct']:.1f}%), {out['seconds_per_epoch']:.3f} s/epoch",
+                flush=True,
+            )
             report.write(args.json)  # after every seed, so a cut-off run keeps what it measured
     print()
     print(summary(report, args.dataset))

@@ -78,7 +78,8 @@ def make_norm(name: str | None, dim: int) -> nn.Module | None:
     if name == "graphnorm":
         from torch_geometric.nn import GraphNorm
 
-        return GraphNorm(dim)
+        norm: nn.Module = GraphNorm(dim)
+        return norm
     raise ValueError(f"unknown norm {name!r}; use none, batchnorm, layernorm or graphnorm")
 
 

@@ -34,7 +34,8 @@ def _embed(encoder: nn.Module, batch: dict[str, Any]) -> Tensor:
     was_training = encoder.training
     encoder.eval()
     try:
-        return encoder(move_to_device(batch, _device_of(encoder))).pooled.float()
+        pooled: Tensor = encoder(move_to_device(batch, _device_of(encoder))).pooled
+        return pooled.float()
     finally:
         encoder.train(was_training)
 

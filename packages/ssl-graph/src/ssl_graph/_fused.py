@@ -68,8 +68,10 @@ class GraphStructure:
         return int(self.col.numel())
 
     def to(self, device: torch.device | str) -> GraphStructure:
-        moved = [t.to(device) for t in (self.crow, self.col, self.row, self.crow_t, self.col_t, self.perm_t)]
-        return GraphStructure(*moved, num_nodes=self.num_nodes)
+        crow, col, row, crow_t, col_t, perm_t = (
+            t.to(device) for t in (self.crow, self.col, self.row, self.crow_t, self.col_t, self.perm_t)
+        )
+        return GraphStructure(crow, col, row, crow_t, col_t, perm_t, self.num_nodes)
 
     def blocks(self, heads: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Block-diagonal CSR index arrays for ``heads`` heads: ``(crow, col, crow_t, col_t, perm_t)``."""
@@ -196,7 +198,7 @@ def gat_forward(
     out = _aggregate(alpha, h, structure).reshape(n, heads * channels)
     if conv.bias is not None:
         out = out + conv.bias
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def gat_forward_rows(
@@ -233,4 +235,4 @@ def gat_forward_rows(
     out = torch.einsum("rhd,hcd->rhc", summed.to(x.dtype), weight.to(x.dtype)).reshape(len(rows), heads * channels)
     if conv.bias is not None:
         out = out + conv.bias
-    return out  # type: ignore[no-any-return]
+    return out
