@@ -290,7 +290,7 @@ def demo(session: nox.Session) -> None:
     """The README's main job: the quickstart pipeline end to end."""
     layer_site = use_deps_layer(session)
     install_own(session, layer_site, *all_own_packages())
-    session.run("ssl", "run", "--out", "runs/quickstart", *session.posargs)
+    session.run("ssl", "run", "examples/quickstart.toml", "--out", "runs/quickstart", *session.posargs)
 
 
 @nox.session(venv_params=LAYER_VENV_PARAMS)
