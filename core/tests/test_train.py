@@ -268,7 +268,11 @@ def test_a_separate_pretrain_split_is_what_training_iterates(tmp_path: Path) -> 
         return base
 
     registry = Registry(discover=False)
-    cfg = {**TINY, "data": {"name": "test.pretrain_split"}, "train": {**TINY["train"], "steps": 3, "checkpoint_every": 0}}
+    cfg = {
+        **TINY,
+        "data": {"name": "test.pretrain_split"},
+        "train": {**TINY["train"], "steps": 3, "checkpoint_every": 0},
+    }
     registry.register("dataset", "test.pretrain_split", provider)
     for kind, name in (("encoder", "core.mlp"), ("views", "core.noise"), ("objective", "core.simclr")):
         registry.register(kind, name, ssl_core.default_registry().get(kind, name))
