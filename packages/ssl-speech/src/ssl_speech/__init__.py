@@ -1,17 +1,46 @@
-"""Speech plugin for ssl-core: self-supervised pretraining for speech and audio.
+"""Speech plugin for ssl-core: wav2vec 2.0 / HuBERT encoders on torchaudio components, FSDD and audio folders.
 
-The plugin is discovered through the ``ssl_core.plugins`` entry point ``speech``.
-Its components are declared as entry points and loaded lazily by ssl-core, so importing
-this package stays light: it does not import ``torchaudio``.
+Components (entry points, loaded lazily by ssl-core): encoder ``speech.wav2vec2``;
+evaluator ``speech.utterance_probe``; datasets ``speech.fsdd``, ``speech.audio_folder``.
+Importing this package does not import torchaudio or soundfile.
+
+Example:
+    >>> import ssl_speech
+    >>> "Wav2Vec2Encoder" in ssl_speech.__all__
+    True
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__: str = version("ssl-speech")
 except PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+_LAZY = {
+    "AudioDataError": "_data",
+    "AudioDataset": "_data",
+    "audio_folder": "_data",
+    "collate_audio": "_data",
+    "fsdd": "_data",
+    "load_audio": "_data",
+    "PRESETS": "_encoders",
+    "Wav2Vec2Encoder": "_encoders",
+    "UtteranceProbeEvaluator": "_evaluators",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (the package itself stays light)."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,303 @@
+"""Speech datasets: any folder of audio files, and the Free Spoken Digit Dataset (FSDD).
+
+Audio is decoded with soundfile, down-mixed to mono and resampled with torchaudio to the
+pipeline's sample rate (16 kHz by default) once, when the dataset is built. Files that
+cannot be decoded, are empty or are shorter than the encoder's receptive field are
+skipped with a warning naming each file; their count is in ``DatasetSplits.info``.
+
+A batch is ``{"x": [B, T] float32 waveforms (zero-padded), "lengths": [B],
+"padding_mask": [B, T] (True on padding), "y": [B], ...}``; FSDD batches also carry
+``"digit"`` and ``"speaker"``, so one run can be probed for both.
+
+Example:
+    >>> splits = fsdd("../shared/data/fsdd/recordings")  # doctest: +SKIP
+    >>> len(splits.train), len(splits.test), splits.info["sample_rate"]  # doctest: +SKIP
+    (2700, 300, 16000)
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ssl_core import DatasetSplits
+
+__all__ = [
+    "AudioDataError",
+    "AudioDataset",
+    "audio_folder",
+    "collate_audio",
+    "fsdd",
+    "load_audio",
+]
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+WAV2VEC2_RECEPTIVE_FIELD = 400
+"""Samples the wav2vec 2.0 CNN needs for one output frame (25 ms at 16 kHz)."""
+
+
+class AudioDataError(ValueError):
+    """An audio file or folder cannot be used: unreadable, empty, or no usable files at all."""
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000) -> tuple[Tensor, int]:
+    """Decode one file to a mono float32 waveform at ``sample_rate``; returns ``(waveform [T], original_rate)``.
+
+    Multi-channel audio is averaged to mono; other sample rates are resampled with
+    ``torchaudio.functional.resample``.
+
+    Raises:
+        AudioDataError: the file cannot be decoded or holds no samples (the message names it).
+
+    Example:
+        >>> wave, rate = load_audio("../shared/data/fsdd/recordings/0_george_0.wav")  # doctest: +SKIP
+        >>> rate, wave.dtype  # doctest: +SKIP
+        (8000, torch.float32)
+    """
+    import soundfile
+
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioDataError(f"{path}: cannot decode audio ({type(exc).__name__}: {exc})") from exc
+    if data.size == 0:
+        raise AudioDataError(f"{path}: the file holds no audio samples")
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    if not torch.isfinite(wave).all():
+        raise AudioDataError(f"{path}: the audio holds NaN or infinite samples")
+    if rate != sample_rate:
+        import torchaudio.functional as AF
+
+        wave = AF.resample(wave, rate, sample_rate)
+    return wave, int(rate)
+
+
+@dataclass
+class _Loaded:
+    waves: list[Tensor] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    resampled_from: set[int] = field(default_factory=set)
+
+
+def _load_many(paths: Sequence[Path], sample_rate: int, min_samples: int, progress: bool) -> _Loaded:
+    from tqdm.auto import tqdm
+
+    out = _Loaded()
+    for path in tqdm(paths, desc="decoding audio", unit="file", disable=not progress, leave=False):
+        try:
+            wave, rate = load_audio(path, sample_rate)
+        except AudioDataError as exc:
+            warnings.warn(f"skipping {exc}", stacklevel=3)
+            out.skipped.append(str(path))
+            continue
+        if wave.numel() < min_samples:
+            warnings.warn(
+                f"skipping {path}: {wave.numel()} samples at {sample_rate} Hz is shorter than the encoder's "
+                f"receptive field ({min_samples} samples)",
+                stacklevel=3,
+            )
+            out.skipped.append(str(path))
+            continue
+        if rate != sample_rate:
+            out.resampled_from.add(rate)
+        out.waves.append(wave)
+        out.files.append(path)
+    return out
+
+
+class AudioDataset(Dataset[dict[str, Any]]):
+    """Decoded waveforms with integer labels (and optional extra label columns).
+
+    Example:
+        >>> import torch
+        >>> ds = AudioDataset([torch.zeros(500), torch.ones(700)], {"y": [0, 1]})
+        >>> ds[1]["x"].shape, ds[1]["y"]
+        (torch.Size([700]), 1)
+    """
+
+    def __init__(self, waves: list[Tensor], labels: dict[str, Sequence[int]], files: Sequence[str] = ()) -> None:
+        for key, values in labels.items():
+            if len(values) != len(waves):
+                raise ValueError(f"label column {key!r} has {len(values)} entries for {len(waves)} waveforms")
+        self.waves, self.labels, self.files = waves, {k: list(v) for k, v in labels.items()}, list(files)
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"x": self.waves[index], **{k: v[index] for k, v in self.labels.items()}}
+
+    def lengths(self) -> list[int]:
+        """Samples per waveform (for length-bucketed batching)."""
+        return [int(w.numel()) for w in self.waves]
+
+
+def collate_audio(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Zero-pad waveforms to the longest in the batch; add ``lengths`` and ``padding_mask``.
+
+    Example:
+        >>> import torch
+        >>> b = collate_audio([{"x": torch.ones(3), "y": 0}, {"x": torch.ones(5), "y": 1}])
+        >>> b["x"].shape, b["lengths"].tolist(), b["padding_mask"][0].tolist()
+        (torch.Size([2, 5]), [3, 5], [False, False, False, True, True])
+    """
+    lengths = torch.tensor([int(s["x"].numel()) for s in samples])
+    longest = int(lengths.max())
+    x = torch.zeros(len(samples), longest)
+    for row, sample in enumerate(samples):  # one copy per utterance; no per-sample Python maths
+        x[row, : sample["x"].numel()] = sample["x"]
+    batch: dict[str, Any] = {
+        "x": x,
+        "lengths": lengths,
+        "padding_mask": torch.arange(longest).unsqueeze(0) >= lengths.unsqueeze(1),
+    }
+    for key in samples[0]:
+        if key != "x":
+            batch[key] = torch.tensor([s[key] for s in samples])
+    return batch
+
+
+def _info(loaded: Sequence[_Loaded], sample_rate: int, extra: dict[str, Any]) -> dict[str, Any]:
+    skipped = [f for part in loaded for f in part.skipped]
+    rates = sorted({r for part in loaded for r in part.resampled_from})
+    return {
+        "sample_rate": sample_rate,
+        "skipped_files": len(skipped),
+        "skipped": skipped[:20],
+        "resampled_from": rates,
+        **extra,
+    }
+
+
+def audio_folder(
+    root: str | None = None,
+    sample_rate: int = 16000,
+    label_from: Literal["parent", "none"] = "parent",
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    min_samples: int = WAV2VEC2_RECEPTIVE_FIELD,
+    progress: bool = True,
+) -> DatasetSplits:
+    """Every audio file under ``root`` (recursively); labels from the parent folder's name.
+
+    The test split is a seeded ``test_fraction`` of the files (stratified by label).
+
+    Raises:
+        AudioDataError: ``root`` is missing or holds no decodable audio file.
+
+    Example:
+        >>> splits = audio_folder("my_audio/")  # doctest: +SKIP
+    """
+    if root is None:
+        raise AudioDataError("speech.audio_folder needs root = a folder of audio files (wav, flac, ogg, mp3)")
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise AudioDataError(f"{folder} is not a folder; pass root = a folder of audio files")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not paths:
+        raise AudioDataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}")
+    loaded = _load_many(paths, sample_rate, min_samples, progress)
+    if not loaded.waves:
+        raise AudioDataError(f"none of the {len(paths)} audio files under {folder} could be used (see the warnings)")
+    names = sorted({p.parent.name for p in loaded.files}) if label_from == "parent" else ["all"]
+    labels = [names.index(p.parent.name) if label_from == "parent" else 0 for p in loaded.files]
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
+    test = set(order[: max(1, int(test_fraction * len(order)))]) if len(order) > 1 else set()
+
+    def pick(in_test: bool) -> AudioDataset:
+        idx = [i for i in range(len(labels)) if (i in test) == in_test]
+        return AudioDataset(
+            [loaded.waves[i] for i in idx], {"y": [labels[i] for i in idx]}, [str(loaded.files[i]) for i in idx]
+        )
+
+    return DatasetSplits(
+        train=pick(False),
+        test=pick(True),
+        collate=collate_audio,
+        modality="audio",
+        num_classes=len(names),
+        info=_info([loaded], sample_rate, {"root": str(folder), "classes": names}),
+    )
+
+
+_FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)$")
+
+
+def fsdd(
+    root: str | None = None,
+    sample_rate: int = 16000,
+    target: Literal["digit", "speaker"] = "digit",
+    test_takes: int = 5,
+    min_samples: int = WAV2VEC2_RECEPTIVE_FIELD,
+    limit: int | None = None,
+    progress: bool = True,
+) -> DatasetSplits:
+    """The Free Spoken Digit Dataset: 3,000 8 kHz recordings ``{digit}_{speaker}_{take}.wav``.
+
+    Resampled to ``sample_rate``. The test split is takes ``0 .. test_takes - 1`` of every
+    (digit, speaker) (the usual split: 300 test, 2,700 train). ``y`` is the ``target``
+    label; batches always carry both ``digit`` and ``speaker`` so a probe can choose.
+
+    Args:
+        root: the ``recordings`` folder (``../shared/data/fsdd/recordings`` here).
+        limit: keep only the first ``limit`` files per split (sorted by name), for tests.
+
+    Raises:
+        AudioDataError: no ``root``, or no file named like FSDD's.
+
+    Example:
+        >>> splits = fsdd("../shared/data/fsdd/recordings", target="speaker")  # doctest: +SKIP
+        >>> splits.num_classes  # doctest: +SKIP
+        6
+    """
+    if root is None:
+        raise AudioDataError(
+            "speech.fsdd needs root = FSDD's recordings folder (e.g. ../shared/data/fsdd/recordings); "
+            "it is not downloaded automatically"
+        )
+    folder = Path(root).expanduser()
+    if (folder / "recordings").is_dir():
+        folder = folder / "recordings"
+    paths = sorted(p for p in folder.glob("*.wav") if _FSDD_NAME.match(p.stem))
+    if not paths:
+        raise AudioDataError(f"no FSDD files named '{{digit}}_{{speaker}}_{{take}}.wav' in {folder}")
+    speakers = sorted({_FSDD_NAME.match(p.stem).group(2) for p in paths})  # type: ignore[union-attr]
+    split: dict[str, list[Path]] = {"train": [], "test": []}
+    for path in paths:
+        take = int(_FSDD_NAME.match(path.stem).group(3))  # type: ignore[union-attr]
+        split["test" if take < test_takes else "train"].append(path)
+    if limit is not None:
+        split = {k: v[:limit] for k, v in split.items()}
+    loaded = {k: _load_many(v, sample_rate, min_samples, progress) for k, v in split.items()}
+
+    def dataset(part: _Loaded) -> AudioDataset:
+        stems = [_FSDD_NAME.match(p.stem) for p in part.files]
+        digits = [int(m.group(1)) for m in stems]  # type: ignore[union-attr]
+        spk = [speakers.index(m.group(2)) for m in stems]  # type: ignore[union-attr]
+        y = digits if target == "digit" else spk
+        return AudioDataset(part.waves, {"y": y, "digit": digits, "speaker": spk}, [str(p) for p in part.files])
+
+    if target not in ("digit", "speaker"):
+        raise AudioDataError(f"target must be 'digit' or 'speaker', got {target!r}")
+    return DatasetSplits(
+        train=dataset(loaded["train"]),
+        test=dataset(loaded["test"]),
+        collate=collate_audio,
+        modality="audio",
+        num_classes=10 if target == "digit" else len(speakers),
+        info=_info(
+            list(loaded.values()),
+            sample_rate,
+            {"root": str(folder), "speakers": speakers, "num_speakers": len(speakers), "target": target},
+        ),
+    )

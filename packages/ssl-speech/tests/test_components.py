@@ -1,0 +1,173 @@
+"""Speech data (decoding, bad files, FSDD), the wav2vec 2.0 encoder and the utterance probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from torch import nn
+
+from ssl_core.testing import DatasetConformance, EncoderConformance, EvaluatorConformance
+from ssl_speech import (
+    AudioDataError,
+    UtteranceProbeEvaluator,
+    Wav2Vec2Encoder,
+    audio_folder,
+    collate_audio,
+    fsdd,
+    load_audio,
+)
+
+
+def waves_batch(seconds: tuple[float, ...] = (0.5, 0.3)) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(0)
+    return collate_audio([{"x": torch.randn(int(16000 * s), generator=g), "y": i % 2} for i, s in enumerate(seconds)])
+
+
+def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    mono = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
+
+
+# ---------------------------------------------------------------- decoding and bad input
+
+
+def test_stereo_8k_is_downmixed_and_resampled(tmp_path: Path) -> None:
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, tone(0.5, 8000, channels=2), 8000)
+    wave, rate = load_audio(path, 16000)
+    assert rate == 8000 and wave.ndim == 1 and wave.numel() == 8000
+
+
+def test_corrupt_and_empty_files_name_themselves(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00not really audio")
+    with pytest.raises(AudioDataError, match=r"corrupt\.wav: cannot decode"):
+        load_audio(corrupt)
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(AudioDataError, match=r"empty\.wav: the file holds no audio"):
+        load_audio(empty)
+
+
+def test_folder_skips_bad_files_with_warnings_and_counts_them(tmp_path: Path) -> None:
+    for label in ("yes", "no"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            soundfile.write(tmp_path / label / f"{i}.wav", tone(0.3, 16000), 16000)
+    (tmp_path / "yes" / "broken.wav").write_bytes(b"garbage")
+    soundfile.write(tmp_path / "no" / "short.wav", tone(0.01, 16000), 16000)  # 160 samples < 400
+    with pytest.warns(UserWarning) as caught:
+        splits = audio_folder(str(tmp_path), test_fraction=0.34, progress=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.wav" in messages and "short.wav" in messages and "receptive field" in messages
+    assert splits.info["skipped_files"] == 2 and splits.num_classes == 2
+    assert len(splits.train) + len(splits.test) == 6
+
+
+def test_missing_folder_and_no_audio_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(AudioDataError, match="not a folder"):
+        audio_folder(str(tmp_path / "nope"))
+    with pytest.raises(AudioDataError, match="no audio files"):
+        audio_folder(str(tmp_path))
+
+
+def test_collate_pads_and_marks_padding() -> None:
+    batch = waves_batch((0.5, 0.25))
+    assert batch["x"].shape == (2, 8000) and batch["lengths"].tolist() == [8000, 4000]
+    assert batch["padding_mask"][1, 4000:].all() and not batch["padding_mask"][1, :4000].any()
+
+
+# ---------------------------------------------------------------- FSDD
+
+
+def test_fsdd_split_and_labels(fsdd_root: Path) -> None:
+    splits = fsdd(str(fsdd_root), limit=60, progress=False)
+    assert splits.info["num_speakers"] == 6 and splits.num_classes == 10
+    test_files = [Path(f).stem for f in splits.test.files]  # type: ignore[attr-defined]
+    assert all(int(stem.split("_")[2]) < 5 for stem in test_files)
+    sample = splits.train[0]
+    assert sample["x"].dtype == torch.float32 and splits.info["resampled_from"] == [8000]
+    assert sample["y"] == sample["digit"]
+    speaker = fsdd(str(fsdd_root), target="speaker", limit=5, progress=False)
+    assert speaker.num_classes == 6 and speaker.train[0]["y"] == speaker.train[0]["speaker"]
+
+
+class TestFSDDConformance(DatasetConformance):
+    root = str((Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "fsdd" / "recordings").resolve())
+
+    def make_provider(self) -> Any:
+        return fsdd
+
+    def provider_options(self) -> dict[str, Any]:
+        if not Path(self.root).is_dir():  # type: ignore[arg-type]
+            pytest.skip(f"FSDD recordings are not at {self.root} (the shared data folder is absent)")
+        return {"limit": 8, "progress": False}
+
+
+# ---------------------------------------------------------------- encoder
+
+
+class TestWaveformEncoderConformance(EncoderConformance):
+    def make_encoder(self) -> nn.Module:
+        return Wav2Vec2Encoder(preset="tiny")
+
+    def make_batch(self) -> dict[str, Any]:
+        return waves_batch()
+
+
+class TestFbankEncoderConformance(EncoderConformance):
+    def make_encoder(self) -> nn.Module:
+        return Wav2Vec2Encoder(preset="tiny", frontend="fbank")
+
+    def make_batch(self) -> dict[str, Any]:
+        return waves_batch()
+
+
+def test_padding_does_not_change_an_utterance() -> None:
+    enc = Wav2Vec2Encoder(preset="tiny").eval()
+    alone = enc(collate_audio([{"x": torch.randn(6400, generator=torch.Generator().manual_seed(1))}]))
+    wave = torch.randn(6400, generator=torch.Generator().manual_seed(1))
+    padded = enc(collate_audio([{"x": wave}, {"x": torch.randn(16000)}]))
+    frames = alone.tokens.shape[1]
+    assert torch.allclose(alone.pooled[0], padded.pooled[0], atol=1e-4)
+    assert torch.allclose(alone.tokens[0], padded.tokens[0, :frames], atol=1e-4)
+
+
+def test_clip_shorter_than_receptive_field_is_rejected() -> None:
+    with pytest.raises(ValueError, match="shorter than the encoder's receptive field"):
+        Wav2Vec2Encoder(preset="tiny")({"x": torch.randn(1, 300)})
+
+
+def test_waveform_frontend_insists_on_16k() -> None:
+    with pytest.raises(ValueError, match="expects 16 kHz"):
+        Wav2Vec2Encoder(preset="tiny", sample_rate=8000)
+
+
+# ---------------------------------------------------------------- probe
+
+
+class TestUtteranceProbeConformance(EvaluatorConformance):
+    def make_evaluator(self) -> UtteranceProbeEvaluator:
+        return UtteranceProbeEvaluator(epochs=5, hidden_dim=16)
+
+    def make_encoder(self) -> nn.Module:
+        return Wav2Vec2Encoder(preset="tiny")
+
+    def make_splits(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return [waves_batch((0.3, 0.4, 0.35, 0.3))], [waves_batch((0.3, 0.3))]
+
+
+def test_probe_reads_the_chosen_label_column() -> None:
+    batch = {**waves_batch((0.3, 0.3)), "speaker": torch.tensor([1, 0])}
+    metrics = UtteranceProbeEvaluator(target="speaker", epochs=2, hidden_dim=8)(
+        Wav2Vec2Encoder(preset="tiny"), [batch], [batch]
+    )
+    assert "accuracy" in metrics and "layer_weight_1" in metrics
+    with pytest.raises(ValueError, match="no 'digit' labels"):
+        UtteranceProbeEvaluator(target="digit")(Wav2Vec2Encoder(preset="tiny"), [batch], [batch])
