@@ -1,7 +1,9 @@
 """Speech plugin for ssl-core: wav2vec 2.0 / HuBERT encoders on torchaudio components, FSDD and audio folders.
 
-Components (entry points, loaded lazily by ssl-core): encoder ``speech.wav2vec2``;
-evaluator ``speech.utterance_probe``; datasets ``speech.fsdd``, ``speech.audio_folder``.
+Components (entry points, loaded lazily by ssl-core): encoder ``speech.wav2vec2``; views
+``speech.span_mask``; objectives ``speech.wav2vec2``, ``speech.hubert``; evaluator
+``speech.utterance_probe``; datasets ``speech.fsdd``, ``speech.audio_folder``. HuBERT's
+frame labels: :func:`hubert_labels`.
 Importing this package does not import torchaudio or soundfile.
 
 Example:
@@ -30,6 +32,16 @@ _LAZY = {
     "PRESETS": "_encoders",
     "Wav2Vec2Encoder": "_encoders",
     "UtteranceProbeEvaluator": "_evaluators",
+    "SpanMaskViews": "_views",
+    "HuBERTObjective": "_objectives",
+    "Wav2Vec2Objective": "_objectives",
+    "attach_labels": "_labels",
+    "hubert_labels": "_labels",
+    "layer_features": "_labels",
+    "load_labels": "_labels",
+    "mfcc_features": "_labels",
+    "save_labels": "_labels",
+    "functional": "",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -40,7 +52,8 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         from importlib import import_module
 
-        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        module = import_module(f"{__name__}.{_LAZY[name] or name}")
+        value = module if not _LAZY[name] else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

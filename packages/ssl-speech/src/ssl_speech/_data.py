@@ -121,11 +121,11 @@ class AudioDataset(Dataset[dict[str, Any]]):
     Example:
         >>> import torch
         >>> ds = AudioDataset([torch.zeros(500), torch.ones(700)], {"y": [0, 1]})
-        >>> ds[1]["x"].shape, ds[1]["y"]
-        (torch.Size([700]), 1)
+        >>> ds[1]["x"].shape, ds[1]["y"], ds[1]["index"]
+        (torch.Size([700]), 1, 1)
     """
 
-    def __init__(self, waves: list[Tensor], labels: dict[str, Sequence[int]], files: Sequence[str] = ()) -> None:
+    def __init__(self, waves: list[Tensor], labels: dict[str, Sequence[Any]], files: Sequence[str] = ()) -> None:
         for key, values in labels.items():
             if len(values) != len(waves):
                 raise ValueError(f"label column {key!r} has {len(values)} entries for {len(waves)} waveforms")
@@ -135,7 +135,10 @@ class AudioDataset(Dataset[dict[str, Any]]):
         return len(self.waves)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"x": self.waves[index], **{k: v[index] for k, v in self.labels.items()}}
+        item = {"x": self.waves[index], "index": index, **{k: v[index] for k, v in self.labels.items()}}
+        if self.files:
+            item["file"] = self.files[index]
+        return item
 
     def lengths(self) -> list[int]:
         """Samples per waveform (for length-bucketed batching)."""
@@ -163,8 +166,20 @@ def collate_audio(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     for key in samples[0]:
         if key != "x":
-            batch[key] = torch.tensor([s[key] for s in samples])
+            batch[key] = _collate_column([s[key] for s in samples])
     return batch
+
+
+def _collate_column(values: list[Any]) -> Any:
+    """Numbers -> a tensor; tensors -> stacked, or padded (``-100`` for integer frame labels); else a list."""
+    if all(isinstance(v, Tensor) for v in values):
+        if len({tuple(v.shape) for v in values}) == 1:
+            return torch.stack(values)
+        fill = -100 if not values[0].is_floating_point() else 0.0
+        return torch.nn.utils.rnn.pad_sequence(values, batch_first=True, padding_value=fill)
+    if all(isinstance(v, (int, float, bool, np.integer, np.floating)) for v in values):
+        return torch.tensor(values)
+    return list(values)
 
 
 def _info(loaded: Sequence[_Loaded], sample_rate: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +255,7 @@ def fsdd(
     test_takes: int = 5,
     min_samples: int = WAV2VEC2_RECEPTIVE_FIELD,
     limit: int | None = None,
+    labels: str | None = None,
     progress: bool = True,
 ) -> DatasetSplits:
     """The Free Spoken Digit Dataset: 3,000 8 kHz recordings ``{digit}_{speaker}_{take}.wav``.
@@ -251,6 +267,7 @@ def fsdd(
     Args:
         root: the ``recordings`` folder (``../shared/data/fsdd/recordings`` here).
         limit: keep only the first ``limit`` files per split (sorted by name), for tests.
+        labels: a HuBERT label file (:func:`ssl_speech.hubert_labels`) to attach as ``"targets"``.
 
     Raises:
         AudioDataError: no ``root``, or no file named like FSDD's.
@@ -289,7 +306,7 @@ def fsdd(
 
     if target not in ("digit", "speaker"):
         raise AudioDataError(f"target must be 'digit' or 'speaker', got {target!r}")
-    return DatasetSplits(
+    splits = DatasetSplits(
         train=dataset(loaded["train"]),
         test=dataset(loaded["test"]),
         collate=collate_audio,
@@ -301,3 +318,8 @@ def fsdd(
             {"root": str(folder), "speakers": speakers, "num_speakers": len(speakers), "target": target},
         ),
     )
+    if labels is not None:
+        from ._labels import attach_labels, load_labels
+
+        attach_labels(splits, load_labels(labels))
+    return splits

@@ -1,0 +1,250 @@
+"""wav2vec 2.0 (contrastive, Gumbel product quantiser) and HuBERT (masked cluster prediction) objectives.
+
+Both mask spans of encoder frames (settings from :class:`~ssl_speech.SpanMaskViews`) and
+need an encoder that exposes its front-end: ``frontend_features(batch) -> (features,
+padding_mask)`` and ``encode_features(features, padding_mask, token_mask) -> Features``
+(:class:`~ssl_speech.Wav2Vec2Encoder` does).
+
+Example:
+    >>> import torch
+    >>> from ssl_speech import SpanMaskViews, Wav2Vec2Encoder
+    >>> enc = Wav2Vec2Encoder(preset="tiny")
+    >>> objective = Wav2Vec2Objective(embed_dim=64, num_entries=16, final_dim=32, num_negatives=5)
+    >>> views = SpanMaskViews()({"x": torch.randn(2, 16000)}, torch.Generator().manual_seed(0))
+    >>> sorted(objective(enc, views))[:3]
+    ['contrastive', 'diversity', 'feature_penalty']
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl_core import Views
+
+from .functional import diversity_loss, gumbel_softmax_hard, infonce_logits, sample_negatives, span_mask
+
+__all__ = ["HuBERTObjective", "Wav2Vec2Objective"]
+
+
+def _frontend(encoder: nn.Module, who: str) -> tuple[Any, Any]:
+    frontend = getattr(encoder, "frontend_features", None)
+    encode = getattr(encoder, "encode_features", None)
+    if not callable(frontend) or not callable(encode):
+        raise ValueError(
+            f"{who} needs an encoder with frontend_features() and encode_features() (speech.wav2vec2 has them); "
+            f"{type(encoder).__name__} has not"
+        )
+    return frontend, encode
+
+
+def _views(views: Views, who: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The batch and mask settings, with ``extras["generator"]`` seeded from the view's ``span_seed``."""
+    batch, extras = views.batches[0], dict(views.extras)
+    seed = batch.get("span_seed")
+    if not isinstance(seed, Tensor) or "mask_prob" not in extras:
+        raise ValueError(f"{who} needs views from speech.span_mask (they carry the mask settings and a seed)")
+    device = batch["x"].device if isinstance(batch.get("x"), Tensor) else seed.device
+    extras["generator"] = torch.Generator(device=device).manual_seed(int(seed))
+    return batch, extras
+
+
+def _scale_grad(x: Tensor, factor: float) -> Tensor:
+    """Identity forward; gradient multiplied by ``factor`` (wav2vec 2.0's ``feature_grad_mult``)."""
+    if factor == 1.0:
+        return x
+    return x * factor + x.detach() * (1.0 - factor)
+
+
+def _mask(padding: Tensor | None, features: Tensor, extras: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    if padding is None:
+        padding = torch.zeros(features.shape[:2], dtype=torch.bool, device=features.device)
+    mask = span_mask(
+        padding,
+        extras["mask_prob"],
+        extras["mask_length"],
+        generator=extras["generator"],
+        min_masks=extras.get("min_masks", 2),
+    )
+    return mask, padding
+
+
+class Wav2Vec2Objective(nn.Module):
+    """wav2vec 2.0 (Baevski et al., 2020): contrastive prediction of quantised masked frames.
+
+    The front-end features are layer-normalised and quantised by a Gumbel-softmax
+    product quantiser (``num_groups`` codebooks of ``num_entries`` entries, temperature
+    ``gumbel_start`` decayed by ``gumbel_decay`` per step down to ``gumbel_end``); the
+    transformer output at each masked frame must pick its quantised target among
+    ``num_negatives`` quantised frames of the same utterance (cosine logits /
+    ``temperature``). Plus ``diversity_weight`` x the codebook diversity loss and
+    ``feature_penalty_weight`` x the mean squared front-end activation.
+
+    Example:
+        >>> Wav2Vec2Objective(embed_dim=256).codebook.shape
+        torch.Size([2, 320, 128])
+    """
+
+    requires_tokens: ClassVar[bool] = True
+    requires_token_mask: ClassVar[bool] = True
+    requires_layers: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        embed_dim: int,
+        feature_dim: int = 512,
+        num_groups: int = 2,
+        num_entries: int = 320,
+        final_dim: int = 256,
+        num_negatives: int = 100,
+        temperature: float = 0.1,
+        gumbel_start: float = 2.0,
+        gumbel_end: float = 0.5,
+        gumbel_decay: float = 0.999995,
+        diversity_weight: float = 0.1,
+        feature_penalty_weight: float = 10.0,
+        feature_grad_mult: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if final_dim % num_groups:
+            raise ValueError(f"final_dim ({final_dim}) must be divisible by num_groups ({num_groups})")
+        self.embed_dim, self.num_negatives, self.temperature = embed_dim, num_negatives, temperature
+        self.gumbel = (gumbel_start, gumbel_end, gumbel_decay)
+        self.tau = gumbel_start
+        self.diversity_weight, self.feature_penalty_weight = diversity_weight, feature_penalty_weight
+        self.feature_grad_mult = feature_grad_mult
+        self.groups, self.entries = num_groups, num_entries
+        self.quantizer_norm = nn.LayerNorm(feature_dim)
+        self.weight_proj = nn.Linear(feature_dim, num_groups * num_entries)
+        nn.init.normal_(self.weight_proj.weight, mean=0.0, std=1.0)
+        nn.init.zeros_(self.weight_proj.bias)
+        self.codebook = nn.Parameter(torch.empty(num_groups, num_entries, final_dim // num_groups).uniform_())
+        self.project_q = nn.Linear(final_dim, final_dim)
+        self.final_proj = nn.Linear(embed_dim, final_dim)
+
+    def on_step_end(self, step: int, max_steps: int) -> None:
+        """Decay the Gumbel temperature: ``max(start * decay ** step, end)``."""
+        start, end, decay = self.gumbel
+        self.tau = max(start * decay**step, end)
+
+    def forward(self, encoder: nn.Module, views: Views) -> dict[str, Tensor]:
+        frontend, encode = _frontend(encoder, "Wav2Vec2Objective")
+        batch, extras = _views(views, "Wav2Vec2Objective")
+        generator: torch.Generator = extras["generator"]
+        features, padding = frontend(batch)
+        features = _scale_grad(features, self.feature_grad_mult)
+        penalty = features.float().pow(2).mean()
+        mask, padding = _mask(padding, features, extras)
+        out = encode(features, None if not bool(padding.any()) else padding, mask)
+        # quantised targets of the masked frames, from the unmasked front-end features
+        masked_features = self.quantizer_norm(features[mask])  # [N, C]
+        logits = self.weight_proj(masked_features).view(-1, self.groups, self.entries)
+        onehot = gumbel_softmax_hard(logits, self.tau, generator=generator)
+        codes = torch.einsum("ngv,gvd->ngd", onehot, self.codebook.float()).reshape(len(onehot), -1)
+        targets = self.project_q(codes.to(features.dtype))
+        context = self.final_proj(out.tokens[mask])
+        utterance = mask.nonzero()[:, 0]
+        negatives = targets[sample_negatives(utterance, self.num_negatives, generator=generator)]
+        scores = infonce_logits(context, targets, negatives, self.temperature)
+        contrastive = F.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+        diversity, perplexity = diversity_loss(logits)
+        loss = contrastive + self.diversity_weight * diversity + self.feature_penalty_weight * penalty
+        with torch.no_grad():
+            accuracy = (scores.argmax(dim=1) == 0).float().mean()
+        return {
+            "loss": loss,
+            "contrastive": contrastive.detach(),
+            "diversity": diversity.detach(),
+            "perplexity": perplexity.detach(),
+            "feature_penalty": penalty.detach(),
+            "accuracy": accuracy,
+            "masked_fraction": (mask.sum() / (~padding).sum()).detach().float(),
+            "gumbel_tau": torch.tensor(self.tau),
+        }
+
+
+class HuBERTObjective(nn.Module):
+    """HuBERT (Hsu et al., 2021): predict frame cluster labels at masked frames.
+
+    Labels come in the batch under ``target_key`` (``[B, F_labels]``, ``-100`` after the
+    end; see :func:`ssl_speech.hubert_labels`). Logits are the cosine similarity between
+    the projected transformer output and a learned embedding per cluster, over
+    ``temperature``; cross-entropy on masked frames only. Label and encoder frame counts
+    must agree within ``length_tolerance`` frames per utterance (the longer is cropped).
+
+    Example:
+        >>> HuBERTObjective(embed_dim=256, num_clusters=100).label_embeddings.shape
+        torch.Size([100, 256])
+    """
+
+    requires_tokens: ClassVar[bool] = True
+    requires_token_mask: ClassVar[bool] = True
+    requires_layers: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_clusters: int = 100,
+        final_dim: int = 256,
+        temperature: float = 0.1,
+        feature_penalty_weight: float = 10.0,
+        feature_grad_mult: float = 0.1,
+        target_key: str = "targets",
+        length_tolerance: int = 2,
+    ) -> None:
+        super().__init__()
+        self.embed_dim, self.temperature, self.target_key = embed_dim, temperature, target_key
+        self.feature_penalty_weight, self.feature_grad_mult = feature_penalty_weight, feature_grad_mult
+        self.length_tolerance = length_tolerance
+        self.final_proj = nn.Linear(embed_dim, final_dim)
+        self.label_embeddings = nn.Parameter(torch.empty(num_clusters, final_dim).uniform_(-1.0, 1.0))
+
+    def _aligned_targets(self, batch: dict[str, Any], padding: Tensor) -> Tensor:
+        targets = batch.get(self.target_key)
+        if not isinstance(targets, Tensor):
+            raise ValueError(
+                f"HuBERTObjective needs frame labels under batch[{self.target_key!r}]; create them with "
+                "ssl_speech.hubert_labels and load the dataset with labels=PATH"
+            )
+        frames = (~padding).sum(dim=1)
+        label_frames = (targets >= 0).sum(dim=1)
+        off = (frames - label_frames).abs() > self.length_tolerance
+        if bool(off.any()):
+            row = int(off.nonzero()[0])
+            where = batch.get("file", batch.get("index"))
+            name = where[row] if isinstance(where, list) else (int(where[row]) if isinstance(where, Tensor) else row)
+            raise ValueError(
+                f"HuBERT labels do not match the encoder's frames for utterance {name}: {int(label_frames[row])} "
+                f"labels vs {int(frames[row])} frames; regenerate the labels for this encoder's front-end"
+            )
+        width = padding.shape[1]
+        if targets.shape[1] < width:
+            targets = F.pad(targets, (0, width - targets.shape[1]), value=-100)
+        return targets[:, :width].masked_fill(padding, -100)
+
+    def forward(self, encoder: nn.Module, views: Views) -> dict[str, Tensor]:
+        frontend, encode = _frontend(encoder, "HuBERTObjective")
+        batch, extras = _views(views, "HuBERTObjective")
+        features, padding = frontend(batch)
+        features = _scale_grad(features, self.feature_grad_mult)
+        penalty = features.float().pow(2).mean()
+        mask, padding = _mask(padding, features, extras)
+        targets = self._aligned_targets(batch, padding)
+        mask = mask & (targets >= 0)  # a frame past the end of its labels is not scored
+        out = encode(features, None if not bool(padding.any()) else padding, mask)
+        projected = F.normalize(self.final_proj(out.tokens[mask]).float(), dim=-1)
+        logits = projected @ F.normalize(self.label_embeddings.float(), dim=-1).t() / self.temperature
+        prediction = F.cross_entropy(logits, targets[mask].long())
+        loss = prediction + self.feature_penalty_weight * penalty
+        with torch.no_grad():
+            accuracy = (logits.argmax(dim=1) == targets[mask]).float().mean()
+        return {
+            "loss": loss,
+            "prediction": prediction.detach(),
+            "feature_penalty": penalty.detach(),
+            "accuracy": accuracy,
+            "masked_fraction": (mask.sum() / (~padding).sum()).detach().float(),
+        }

@@ -1,0 +1,157 @@
+"""wav2vec 2.0 and HuBERT: masking, negatives, quantiser, labels, and a short pipeline run on FSDD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import ssl_core
+from ssl_core import Views
+from ssl_core.testing import ObjectiveConformance, ViewGeneratorConformance
+from ssl_speech import (
+    HuBERTObjective,
+    SpanMaskViews,
+    Wav2Vec2Encoder,
+    Wav2Vec2Objective,
+    attach_labels,
+    collate_audio,
+    fsdd,
+    functional,
+    hubert_labels,
+    mfcc_features,
+    save_labels,
+)
+
+
+def waves(lengths: tuple[int, ...] = (16000, 9000), seed: int = 0) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(seed)
+    return collate_audio([{"x": torch.randn(n, generator=g)} for n in lengths])
+
+
+def test_span_mask_covers_about_half_and_never_padding() -> None:
+    padding = torch.zeros(64, 500, dtype=torch.bool)
+    padding[::2, 300:] = True
+    mask = functional.span_mask(padding, 0.65, 10, generator=torch.Generator().manual_seed(0))
+    assert not (mask & padding).any()
+    fraction = float(mask[1::2].float().mean())
+    assert 0.44 < fraction < 0.54  # wav2vec 2.0 reports about 49% of frames masked
+    again = functional.span_mask(padding, 0.65, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mask, again)
+
+
+def test_span_mask_on_short_utterances_keeps_min_masks() -> None:
+    padding = torch.zeros(3, 12, dtype=torch.bool)
+    mask = functional.span_mask(padding, 0.05, 4, generator=torch.Generator().manual_seed(1), min_masks=2)
+    assert (mask.sum(dim=1) >= 4).all()
+
+
+def test_negatives_come_from_the_same_utterance_and_never_the_frame() -> None:
+    utterance = torch.tensor([0] * 5 + [1] * 3 + [2] * 2)
+    negatives = functional.sample_negatives(utterance, 50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(utterance[negatives], utterance.unsqueeze(1).expand(-1, 50))
+    assert (negatives != torch.arange(10).unsqueeze(1)).all()
+    with pytest.raises(ValueError, match="at least two masked frames"):
+        functional.sample_negatives(torch.tensor([0, 1, 1]), 2, generator=torch.Generator())
+
+
+def test_duplicate_negatives_are_excluded_from_the_softmax() -> None:
+    positives = torch.eye(3)
+    negatives = torch.stack([positives, positives.roll(1, 0)], dim=1)  # first negative duplicates the positive
+    logits = functional.infonce_logits(positives, positives, negatives, 0.1)
+    assert torch.isinf(logits[:, 1]).all() and torch.isfinite(logits[:, [0, 2]]).all()
+
+
+def test_gumbel_temperature_decays_to_its_floor() -> None:
+    objective = Wav2Vec2Objective(embed_dim=64, num_entries=8, final_dim=16, gumbel_decay=0.9)
+    objective.on_step_end(1, 100)
+    assert objective.tau == pytest.approx(1.8)
+    objective.on_step_end(1000, 1000)
+    assert objective.tau == 0.5
+
+
+class TestSpanMaskViewsConformance(ViewGeneratorConformance):
+    def make_views(self) -> SpanMaskViews:
+        return SpanMaskViews()
+
+    def make_batch(self) -> dict[str, Any]:
+        return waves()
+
+
+class TestWav2Vec2ObjectiveConformance(ObjectiveConformance):
+    def make_objective(self, embed_dim: int) -> nn.Module:
+        return Wav2Vec2Objective(embed_dim=embed_dim, num_entries=16, final_dim=32, num_negatives=10)
+
+    def make_encoder(self) -> nn.Module:
+        return Wav2Vec2Encoder(preset="tiny")
+
+    def make_views(self) -> Views:
+        return SpanMaskViews()(waves(), torch.Generator().manual_seed(0))
+
+
+def _with_targets(batch: dict[str, Any], clusters: int = 8) -> dict[str, Any]:
+    frames = [(int(n) - 400) // 320 + 1 for n in batch["lengths"]]
+    targets = [torch.arange(f) % clusters for f in frames]
+    return {**batch, "targets": torch.nn.utils.rnn.pad_sequence(targets, batch_first=True, padding_value=-100)}
+
+
+class TestHuBERTObjectiveConformance(ObjectiveConformance):
+    def make_objective(self, embed_dim: int) -> nn.Module:
+        return HuBERTObjective(embed_dim=embed_dim, num_clusters=8, final_dim=32)
+
+    def make_encoder(self) -> nn.Module:
+        return Wav2Vec2Encoder(preset="tiny")
+
+    def make_views(self) -> Views:
+        return SpanMaskViews(mask_prob=0.8)(_with_targets(waves()), torch.Generator().manual_seed(0))
+
+
+def test_objectives_explain_missing_pieces() -> None:
+    encoder = Wav2Vec2Encoder(preset="tiny")
+    plain = Views(batches=[waves()])
+    with pytest.raises(ValueError, match=r"speech\.span_mask"):
+        Wav2Vec2Objective(embed_dim=64)(encoder, plain)
+    views = SpanMaskViews()(waves(), torch.Generator())
+    with pytest.raises(ValueError, match="hubert_labels"):
+        HuBERTObjective(embed_dim=64, num_clusters=8)(encoder, views)
+
+
+def test_label_frame_mismatch_names_the_file_and_both_lengths() -> None:
+    batch = _with_targets(waves())
+    batch["targets"] = batch["targets"][:, :30]  # utterance 0 has 49 frames
+    batch["file"] = ["a.wav", "b.wav"]
+    views = SpanMaskViews(mask_prob=0.8)(batch, torch.Generator())
+    with pytest.raises(ValueError, match=r"utterance a\.wav: 30 labels vs 49 frames"):
+        HuBERTObjective(embed_dim=64, num_clusters=8)(Wav2Vec2Encoder(preset="tiny"), views)
+
+
+@pytest.mark.parametrize("samples", [400, 4000, 11916, 16000])
+def test_mfcc_frames_match_the_waveform_encoder(samples: int) -> None:
+    encoder = Wav2Vec2Encoder(preset="tiny").eval()
+    frames = encoder({"x": torch.randn(1, samples)}).tokens.shape[1]
+    assert mfcc_features(torch.randn(samples)).shape == (frames, 39)
+
+
+def test_hubert_labels_round_trip_and_pipeline_run(fsdd_root: Path, tmp_path: Path) -> None:
+    splits = fsdd(str(fsdd_root), limit=24, progress=False)
+    labels = hubert_labels(splits, num_clusters=6)
+    assert len(labels["train"]) == 24 and int(max(lab.max() for lab in labels["train"])) < 6
+    path = save_labels(labels, tmp_path / "labels.pt")
+    with pytest.raises(ValueError, match="label file has 24 train utterances but the dataset has 10"):
+        attach_labels(fsdd(str(fsdd_root), limit=10, progress=False), labels)
+    config = {
+        "seed": 0,
+        "data": {"name": "speech.fsdd", "root": str(fsdd_root), "limit": 24, "labels": str(path), "progress": False},
+        "encoder": {"name": "speech.wav2vec2", "preset": "tiny"},
+        "views": {"name": "speech.span_mask", "mask_prob": 0.8},
+        "objective": {"name": "speech.hubert", "final_dim": 32},
+        "train": {"steps": 6, "batch_size": 8, "lr": 1e-3, "log_every": 1, "progress": False},
+        "evaluate": [{"name": "speech.utterance_probe", "epochs": 3, "hidden_dim": 16}],
+        "plots": False,
+    }
+    result = ssl_core.run(config)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert "accuracy" in result.metrics["evaluations"]["speech.utterance_probe"]
