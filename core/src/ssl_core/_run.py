@@ -82,6 +82,24 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _jsonable(value: Any) -> Any:
+    """The JSON-representable part of ``value`` (dataset info: counts, names, skipped files); the rest is dropped."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        out = {str(k): _jsonable(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not _DROP}
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable(v) for v in value]
+        return [v for v in items if v is not _DROP]
+    if isinstance(value, Path):
+        return str(value)
+    return _DROP
+
+
+_DROP = object()
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -212,6 +230,12 @@ def run(
                 "precision": cfg.train.precision,
             },
             "environment": environment(),
+            "data": {
+                "name": cfg.data.name,
+                "modality": built.splits.modality,
+                "num_classes": built.splits.num_classes,
+                "info": _jsonable(built.splits.info),
+            },
         }
         encoder = built.encoder
         if ctx.is_main:
