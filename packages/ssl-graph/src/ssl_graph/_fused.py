@@ -68,6 +68,9 @@ class GraphStructure:
         return int(self.col.numel())
 
     def to(self, device: torch.device | str) -> GraphStructure:
+        """This structure on ``device`` (itself, with its cached blocks, when already there)."""
+        if self.crow.device == torch.device(device):
+            return self
         crow, col, row, crow_t, col_t, perm_t = (
             t.to(device) for t in (self.crow, self.col, self.row, self.crow_t, self.col_t, self.perm_t)
         )
