@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._distributed import all_gather_with_grad
+from ._evaluation_functional import masked_mean
 
-__all__ = ["nt_xent_loss"]
+__all__ = ["masked_mean", "nt_xent_loss"]
 
 
 def nt_xent_loss(z1: Tensor, z2: Tensor, *, temperature: float = 0.2, gather: bool = True) -> Tensor:

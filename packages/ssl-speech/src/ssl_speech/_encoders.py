@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ssl_core import Features
+from ssl_core.functional import masked_mean
 
 __all__ = ["PRESETS", "FbankFrontend", "Wav2Vec2Config", "Wav2Vec2Encoder", "WaveformFrontend"]
 
@@ -249,12 +250,9 @@ class Wav2Vec2Encoder(nn.Module):
             attention_mask = (-10000.0 * padding_mask.to(h.dtype))[:, None, None, :].expand(b, 1, f, f)
         layers = self.encoder.transformer.get_intermediate_outputs(h, attention_mask)
         tokens = layers[-1]
-        if padding_mask is None:
-            pooled = tokens.mean(dim=1)
-        else:
-            keep = (~padding_mask).unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * keep).sum(1) / keep.sum(1).clamp(min=1.0)
-        return Features(pooled=pooled, tokens=tokens, padding_mask=padding_mask, layers=tuple(layers))
+        return Features(
+            pooled=masked_mean(tokens, padding_mask), tokens=tokens, padding_mask=padding_mask, layers=tuple(layers)
+        )
 
     def forward(self, batch: dict[str, Any], token_mask: Tensor | None = None) -> Features:
         features, padding_mask = self.frontend_features(batch)
