@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssl_core import move_to_device
+from ssl_core import embed
 
 __all__ = ["GraphSVMEvaluator", "NodeProbeEvaluator", "node_probe"]
 
@@ -27,17 +27,6 @@ __all__ = ["GraphSVMEvaluator", "NodeProbeEvaluator", "node_probe"]
 def _device_of(encoder: nn.Module) -> torch.device:
     param = next(encoder.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def _embed(encoder: nn.Module, batch: dict[str, Any]) -> Tensor:
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        pooled: Tensor = encoder(move_to_device(batch, _device_of(encoder))).pooled
-        return pooled.float()
-    finally:
-        encoder.train(was_training)
 
 
 def node_probe(
@@ -123,7 +112,7 @@ class NodeProbeEvaluator:
                 "NodeProbeEvaluator needs a node-level graph with 'y', 'train_mask', 'val_mask' and 'test_mask' "
                 f"(missing: {', '.join(missing) or 'none'}); for graph classification use graph.svm"
             )
-        embeddings = _embed(encoder, batch)
+        embeddings = embed(encoder, [batch])[0].to(_device_of(encoder))
         device = embeddings.device
         tensors = [batch[k].to(device) for k in ("y", "train_mask", "val_mask", "test_mask")]
         runs = [
@@ -167,13 +156,11 @@ class GraphSVMEvaluator:
         from sklearn.model_selection import GridSearchCV, StratifiedKFold
         from sklearn.svm import SVC
 
-        features, labels = [], []
-        for batch in train:
-            if "batch" not in batch:
-                raise ValueError("GraphSVMEvaluator needs graph-level batches (a 'batch' vector); use graph.node_probe")
-            features.append(_embed(encoder, batch).cpu().numpy())
-            labels.append(batch["y"].cpu().numpy())
-        x, y = np.concatenate(features), np.concatenate(labels)
+        batches = list(train)
+        if any("batch" not in b for b in batches):
+            raise ValueError("GraphSVMEvaluator needs graph-level batches (a 'batch' vector); use graph.node_probe")
+        features, labels = embed(encoder, batches)
+        x, y = features.numpy(), labels.numpy()
         scores = []
         for train_idx, test_idx in StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(x, y):
             inner = int(min(5, np.bincount(y[train_idx]).min()))  # small classes: fewer inner folds
