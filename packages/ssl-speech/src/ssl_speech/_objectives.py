@@ -59,6 +59,26 @@ def _scale_grad(x: Tensor, factor: float) -> Tensor:
     return x * factor + x.detach() * (1.0 - factor)
 
 
+def _masked_frontend(
+    encoder: nn.Module, views: Views, who: str, feature_grad_mult: float
+) -> tuple[Any, dict[str, Any], dict[str, Any], Tensor, Tensor, Tensor, Tensor]:
+    """Shared first half of both objectives: front-end features (gradient scaled), their penalty, the span mask.
+
+    Returns ``(encode, batch, extras, features, padding, mask, penalty)``.
+    """
+    frontend, encode = _frontend(encoder, who)
+    batch, extras = _views(views, who)
+    features, padding = frontend(batch)
+    features = _scale_grad(features, feature_grad_mult)
+    penalty = features.float().pow(2).mean()
+    mask, padding = _mask(padding, features, extras)
+    return encode, batch, extras, features, padding, mask, penalty
+
+
+def _padding_or_none(padding: Tensor) -> Tensor | None:
+    return padding if bool(padding.any()) else None
+
+
 def _mask(padding: Tensor | None, features: Tensor, extras: dict[str, Any]) -> tuple[Tensor, Tensor]:
     if padding is None:
         padding = torch.zeros(features.shape[:2], dtype=torch.bool, device=features.device)
@@ -131,14 +151,11 @@ class Wav2Vec2Objective(nn.Module):
         self.tau = max(start * decay**step, end)
 
     def forward(self, encoder: nn.Module, views: Views) -> dict[str, Tensor]:
-        frontend, encode = _frontend(encoder, "Wav2Vec2Objective")
-        batch, extras = _views(views, "Wav2Vec2Objective")
+        encode, _, extras, features, padding, mask, penalty = _masked_frontend(
+            encoder, views, "Wav2Vec2Objective", self.feature_grad_mult
+        )
         generator: torch.Generator = extras["generator"]
-        features, padding = frontend(batch)
-        features = _scale_grad(features, self.feature_grad_mult)
-        penalty = features.float().pow(2).mean()
-        mask, padding = _mask(padding, features, extras)
-        out = encode(features, None if not bool(padding.any()) else padding, mask)
+        out = encode(features, _padding_or_none(padding), mask)
         # quantised targets of the masked frames, from the unmasked front-end features
         masked_features = self.quantizer_norm(features[mask])  # [N, C]
         logits = self.weight_proj(masked_features).view(-1, self.groups, self.entries)
@@ -226,15 +243,12 @@ class HuBERTObjective(nn.Module):
         return targets[:, :width].masked_fill(padding, -100)
 
     def forward(self, encoder: nn.Module, views: Views) -> dict[str, Tensor]:
-        frontend, encode = _frontend(encoder, "HuBERTObjective")
-        batch, extras = _views(views, "HuBERTObjective")
-        features, padding = frontend(batch)
-        features = _scale_grad(features, self.feature_grad_mult)
-        penalty = features.float().pow(2).mean()
-        mask, padding = _mask(padding, features, extras)
+        encode, batch, _, features, padding, mask, penalty = _masked_frontend(
+            encoder, views, "HuBERTObjective", self.feature_grad_mult
+        )
         targets = self._aligned_targets(batch, padding)
         mask = mask & (targets >= 0)  # a frame past the end of its labels is not scored
-        out = encode(features, None if not bool(padding.any()) else padding, mask)
+        out = encode(features, _padding_or_none(padding), mask)
         projected = F.normalize(self.final_proj(out.tokens[mask]).float(), dim=-1)
         logits = projected @ F.normalize(self.label_embeddings.float(), dim=-1).t() / self.temperature
         prediction = F.cross_entropy(logits, targets[mask].long())
