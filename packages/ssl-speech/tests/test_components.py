@@ -16,6 +16,7 @@ from ssl_speech import (
     AudioDataError,
     UtteranceProbeEvaluator,
     Wav2Vec2Encoder,
+    WaveformFrontend,
     audio_folder,
     collate_audio,
     fsdd,
@@ -142,6 +143,39 @@ def test_padding_does_not_change_an_utterance() -> None:
 def test_clip_shorter_than_receptive_field_is_rejected() -> None:
     with pytest.raises(ValueError, match="shorter than the encoder's receptive field"):
         Wav2Vec2Encoder(preset="tiny")({"x": torch.randn(1, 300)})
+
+
+@pytest.mark.parametrize("samples", [400, 401, 6399, 6400, 9001])
+def test_row_layout_cnn_matches_torchaudio_in_values_and_gradients(samples: int) -> None:
+    torch.manual_seed(0)
+    fast, reference = WaveformFrontend(row_layout=True), WaveformFrontend(row_layout=False)
+    reference.load_state_dict(fast.state_dict())
+    x, lengths = torch.randn(3, samples), torch.tensor([samples, samples - 1, max(samples // 2, 400)])
+    ours, our_lengths = fast(x, lengths)
+    theirs, their_lengths = reference(x, lengths)
+    assert ours.shape == theirs.shape and torch.equal(our_lengths, their_lengths)  # type: ignore[arg-type]
+    assert torch.allclose(ours, theirs, atol=1e-4)
+    upstream = torch.randn_like(ours)
+    (ours * upstream).sum().backward()
+    (theirs * upstream).sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-3, atol=1e-3 * b.grad.abs().max().item()), name  # type: ignore[arg-type]
+
+
+def test_row_layout_cnn_under_bf16_autocast_tracks_fp32() -> None:
+    torch.manual_seed(0)
+    frontend, x = WaveformFrontend(row_layout=True), torch.randn(2, 8000)
+    exact, _ = frontend(x, None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = frontend(x, None)
+        low.float().pow(2).mean().backward()
+    assert (low.float() - exact).abs().max() < 0.1 * exact.abs().max()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in frontend.parameters())
+
+
+def test_row_layout_refuses_group_norm() -> None:
+    with pytest.raises(ValueError, match="row_layout needs norm_mode='layer_norm'"):
+        WaveformFrontend("group_norm", row_layout=True)
 
 
 def test_waveform_frontend_insists_on_16k() -> None:

@@ -125,7 +125,7 @@ def diversity_loss(logits: Tensor) -> tuple[Tensor, Tensor]:
     Example:
         >>> import torch
         >>> loss, ppl = diversity_loss(torch.zeros(4, 2, 8))
-        >>> round(float(loss), 6), round(float(ppl), 3)
+        >>> round(float(loss), 4), round(float(ppl), 3)
         (0.0, 16.0)
     """
     groups, entries = logits.shape[1], logits.shape[2]
