@@ -278,3 +278,59 @@ def test_a_separate_pretrain_split_is_what_training_iterates(tmp_path: Path) -> 
         registry.register(kind, name, ssl_core.default_registry().get(kind, name))
     ssl_core.run(cfg, registry=registry)
     assert seen == [64, 64, 64]  # 128 pretrain samples, batch 64: two batches per epoch, then a new epoch
+
+
+def test_datasets_with_lengths_train_and_evaluate_in_length_buckets(tmp_path: Path) -> None:
+    """A dataset offering lengths() gets batches of similar lengths, in a seeded order (resume replays it)."""
+    from ssl_core import DatasetSplits
+    from ssl_core._components import digits
+    from ssl_core._train import _EpochBatches, dataset_lengths
+
+    class WithLengths(list):  # type: ignore[type-arg]
+        def lengths(self) -> list[int]:
+            return [(i * 37) % 101 for i in range(len(self))]
+
+    seen: list[list[int]] = []
+
+    def provider(root: str | None = None) -> DatasetSplits:
+        base = digits()
+        train = WithLengths(base.train[i] for i in range(256))
+        lengths = train.lengths()
+        position = {id(sample[0]): i for i, sample in enumerate(train)}
+
+        def collate(samples: list[Any]) -> dict[str, Any]:
+            seen.append([lengths[position[id(s[0])]] for s in samples])
+            return base.collate(samples)
+
+        return DatasetSplits(
+            train=train, test=base.test, collate=collate, modality="vector", num_classes=10, info=base.info
+        )
+
+    registry = Registry(discover=False)
+    registry.register("dataset", "test.lengths", provider)
+    for kind, name in (("encoder", "core.mlp"), ("views", "core.noise"), ("objective", "core.simclr")):
+        registry.register(kind, name, ssl_core.default_registry().get(kind, name))
+    cfg = {**TINY, "data": {"name": "test.lengths"}, "train": {**TINY["train"], "steps": 4, "checkpoint_every": 0}}
+    ssl_core.run(cfg, registry=registry)
+    assert len(seen) == 4 and all(max(b) - min(b) <= 30 for b in seen)  # 64 of 256 lengths in 0..100: one bucket
+    assert len({tuple(b) for b in seen}) == 4  # four different buckets of the epoch, in shuffled order
+
+    ctx = ssl_core.init_distributed("cpu")
+    lengths = dataset_lengths(WithLengths(range(256)))
+    first = _EpochBatches(256, 64, ctx, seed=5, lengths=lengths)
+    again = _EpochBatches(256, 64, ctx, seed=5, lengths=lengths)
+    assert (
+        first.per_epoch == 4
+        and first.batches(1) == again.batches(1)
+        and first.batches(1, skip=2) == again.batches(1)[2:]
+    )
+    assert first.batches(0) != first.batches(1)  # a new order every epoch
+    assert dataset_lengths([1, 2, 3]) is None
+    from ssl_core._run import _loader
+
+    splits = provider()
+    seen.clear()
+    list(_loader(splits.train, splits, batch_size=100))
+    assert [len(b) for b in seen] == [100, 100, 56] and seen[0] + seen[1] + seen[2] == sorted(
+        seen[0] + seen[1] + seen[2]
+    )

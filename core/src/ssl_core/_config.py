@@ -91,6 +91,7 @@ class TrainConfig:
     distributed: Strategy = "auto"
     num_workers: int = 0
     drop_last: bool = True
+    bucket_by_length: bool = True
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     log_every: int = 10

@@ -31,7 +31,8 @@ from ._hooks import make_plugin_manager
 from ._pipeline import BuiltPipeline, build_encoder, build_evaluators, build_pipeline
 from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
-from ._train import train
+from ._sampler import LengthBucketBatchSampler
+from ._train import dataset_lengths, train
 
 __all__ = ["RunResult", "builtin_pipeline", "evaluate", "evaluate_checkpoint", "run"]
 
@@ -107,7 +108,12 @@ def _seed_everything(seed: int) -> None:
 
 
 def _loader(dataset: Any, splits: DatasetSplits, batch_size: int) -> DataLoader[Any]:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=splits.collate)
+    """Evaluation batches in a fixed order; sorted by length when the dataset has ``lengths()`` (less padding)."""
+    lengths = dataset_lengths(dataset)
+    if lengths is None:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=splits.collate)
+    buckets = LengthBucketBatchSampler(lengths, batch_size, shuffle=False)
+    return DataLoader(dataset, batch_sampler=buckets, collate_fn=splits.collate)
 
 
 def evaluate(

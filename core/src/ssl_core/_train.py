@@ -41,6 +41,7 @@ from ._distributed import DistributedContext, all_reduce_mean, wrap_model
 from ._errors import ConfigError, NonFiniteLossError
 from ._meters import ThroughputMeter, peak_memory_mb
 from ._protocols import Batch, Views
+from ._sampler import LengthBucketBatchSampler
 from ._schedules import cosine_schedule, warmup_cosine_lr
 
 __all__ = ["PretrainModel", "TrainResult", "train"]
@@ -97,12 +98,37 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     raise ConfigError(f"train.optimizer {cfg.optimizer!r} is not supported; use 'adamw', 'adam' or 'sgd'")
 
 
-class _EpochBatches:
-    """Seeded, resumable, rank-sharded batches of indices (DistributedSampler underneath)."""
+def dataset_lengths(dataset: Any) -> list[int] | None:
+    """Per-item lengths when the dataset offers them (``dataset.lengths()``), else ``None``.
 
-    def __init__(self, size: int, local_batch: int, ctx: DistributedContext, seed: int) -> None:
+    Variable-length datasets (audio, sequences) expose ``lengths()`` so that batches can
+    be bucketed by length (:class:`~ssl_core.LengthBucketBatchSampler`).
+    """
+    method = getattr(dataset, "lengths", None)
+    if not callable(method):
+        return None
+    lengths = [int(v) for v in method()]
+    return lengths if len(lengths) == len(dataset) else None
+
+
+class _EpochBatches:
+    """Seeded, resumable, rank-sharded batches of indices.
+
+    Shuffled uniformly (DistributedSampler underneath), or, given ``lengths``, bucketed by
+    length (similar lengths share a batch, so little padding) with the batch order shuffled.
+    """
+
+    def __init__(
+        self, size: int, local_batch: int, ctx: DistributedContext, seed: int, lengths: Sequence[int] | None = None
+    ) -> None:
         self.size, self.local_batch, self.ctx, self.seed = size, local_batch, ctx, seed
-        self.per_epoch = (size // ctx.world_size) // local_batch
+        self.bucketed: LengthBucketBatchSampler | None = None
+        if lengths is not None:
+            self.bucketed = LengthBucketBatchSampler(
+                lengths, local_batch, shuffle=True, seed=seed, drop_last=True,
+                num_replicas=ctx.world_size, rank=ctx.rank,
+            )  # fmt: skip
+        self.per_epoch = len(self.bucketed) if self.bucketed is not None else (size // ctx.world_size) // local_batch
         if self.per_epoch < 1:
             raise ConfigError(
                 f"the training split has {size} samples, fewer than one batch of {local_batch * ctx.world_size}; "
@@ -110,6 +136,9 @@ class _EpochBatches:
             )
 
     def batches(self, epoch: int, skip: int = 0) -> list[list[int]]:
+        if self.bucketed is not None:
+            self.bucketed.set_epoch(epoch)
+            return list(self.bucketed)[skip:]
         sampler: DistributedSampler[int] = DistributedSampler(
             range(self.size),  # type: ignore[arg-type]
             num_replicas=self.ctx.world_size,
@@ -212,7 +241,8 @@ def train(
             out_dir=str(out_dir) if out_dir else None,
         )
 
-    epochs = _EpochBatches(len(dataset), local_batch, ctx, seed)  # type: ignore[arg-type]
+    lengths = dataset_lengths(dataset) if cfg.bucket_by_length else None
+    epochs = _EpochBatches(len(dataset), local_batch, ctx, seed, lengths)  # type: ignore[arg-type]
 
     def batches_from(epoch: int, skip: int) -> Iterator[Batch]:
         loader = DataLoader(
