@@ -35,6 +35,7 @@ __all__ = [
     "LayerWeightedProbeEvaluator",
     "LengthBucketBatchSampler",
     "LinearProbeEvaluator",
+    "LoadedEncoder",
     "NonFiniteLossError",
     "Objective",
     "ObjectiveBase",
@@ -66,6 +67,7 @@ __all__ = [
     "kmeans_predict",
     "load_checkpoint",
     "load_config",
+    "load_encoder",
     "make_teacher",
     "move_to_device",
     "resolve_device",
@@ -117,7 +119,9 @@ _LAZY: dict[str, str] = {
     "ThroughputMeter": "_meters",
     "Registry": "_registry",
     "default_registry": "_registry",
+    "LoadedEncoder": "_run",
     "RunResult": "_run",
+    "load_encoder": "_run",
     "evaluate": "_run",
     "evaluate_checkpoint": "_run",
     "run": "_run",
@@ -184,7 +188,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Views,
     )
     from ._registry import Registry, default_registry
-    from ._run import RunResult, evaluate, evaluate_checkpoint, run
+    from ._run import LoadedEncoder, RunResult, evaluate, evaluate_checkpoint, load_encoder, run
     from ._sampler import LengthBucketBatchSampler
     from ._schedules import cosine_schedule, warmup_cosine_lr
     from ._train import train

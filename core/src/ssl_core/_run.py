@@ -34,7 +34,7 @@ from ._registry import Registry, default_registry
 from ._sampler import LengthBucketBatchSampler
 from ._train import dataset_lengths, train
 
-__all__ = ["RunResult", "builtin_pipeline", "evaluate", "evaluate_checkpoint", "run"]
+__all__ = ["LoadedEncoder", "RunResult", "builtin_pipeline", "evaluate", "evaluate_checkpoint", "load_encoder", "run"]
 
 
 @dataclass
@@ -267,15 +267,32 @@ def run(
         cleanup_distributed()
 
 
-def evaluate_checkpoint(
+@dataclass
+class LoadedEncoder:
+    """An encoder restored from a checkpoint, with the dataset and pipeline config it was trained with."""
+
+    encoder: nn.Module
+    splits: DatasetSplits
+    config: PipelineConfig
+
+
+def load_encoder(
     checkpoint: str | Path,
     *,
-    evaluators: Sequence[str] = (),
     overrides: Sequence[str] = (),
     registry: Registry | None = None,
     root: str | None = None,
-) -> dict[str, dict[str, float]]:
-    """Evaluate the encoder saved in a checkpoint (file, or a run directory), as ``ssl evaluate``."""
+) -> LoadedEncoder:
+    """Rebuild the encoder saved by ``ssl run`` (a checkpoint file, or a run directory: its latest one).
+
+    The dataset is rebuilt from the stored config (``root`` overrides its folder), since
+    the encoder's sizes can depend on it.
+
+    Example:
+        >>> loaded = load_encoder("runs/quickstart")  # doctest: +SKIP
+        >>> loaded.encoder.embed_dim, loaded.config.name  # doctest: +SKIP
+        (320, 'quickstart')
+    """
     path = Path(checkpoint)
     if path.is_dir():
         found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
@@ -293,10 +310,6 @@ def evaluate_checkpoint(
     if "config" not in state or "encoder" not in state:
         raise ConfigError(f"{path} was not written by `ssl run` (no config/encoder inside)")
     cfg = load_config(state["config"], overrides)
-    if evaluators:
-        cfg.evaluate = load_config({**state["config"], "evaluate": [{"name": e} for e in evaluators]}).evaluate
-    if not cfg.evaluate:
-        raise ConfigError("nothing to evaluate: the checkpoint's pipeline lists no [[evaluate]]; pass --evaluator NAME")
     registry = registry or default_registry()
     data_params = dict(cfg.data.params)
     if root is not None:
@@ -306,6 +319,28 @@ def evaluate_checkpoint(
     splits = build_component(registry.get("dataset", cfg.data.name), data_params, {}, f"dataset {cfg.data.name!r}")
     encoder = build_encoder(cfg, splits, registry)
     encoder.load_state_dict(state["encoder"])
+    return LoadedEncoder(encoder=encoder, splits=splits, config=cfg)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    evaluators: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    registry: Registry | None = None,
+    root: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """Evaluate the encoder saved in a checkpoint (file, or a run directory), as ``ssl evaluate``."""
+    registry = registry or default_registry()
+    loaded = load_encoder(checkpoint, overrides=overrides, registry=registry, root=root)
+    cfg = loaded.config
+    if evaluators:
+        cfg.evaluate = load_config({**to_dict(cfg), "evaluate": [{"name": e} for e in evaluators]}).evaluate
+    if not cfg.evaluate:
+        raise ConfigError("nothing to evaluate: the checkpoint's pipeline lists no [[evaluate]]; pass --evaluator NAME")
     return evaluate(
-        encoder, splits, build_evaluators(cfg.evaluate, splits, registry), batch_size=cfg.train.eval_batch_size
+        loaded.encoder,
+        loaded.splits,
+        build_evaluators(cfg.evaluate, loaded.splits, registry),
+        batch_size=cfg.train.eval_batch_size,
     )

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ssl_core import Features
 from ssl_core.functional import masked_mean
 
-__all__ = ["PRESETS", "FbankFrontend", "Wav2Vec2Config", "Wav2Vec2Encoder", "WaveformFrontend"]
+__all__ = ["PRESETS", "FbankFrontend", "MFCCEncoder", "Wav2Vec2Config", "Wav2Vec2Encoder", "WaveformFrontend"]
 
 CONV_LAYERS: list[tuple[int, int, int]] = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 """wav2vec 2.0's feature encoder: (channels, kernel, stride) per layer; 20 ms frames at 16 kHz."""
@@ -276,3 +276,41 @@ class Wav2Vec2Encoder(nn.Module):
     def forward(self, batch: dict[str, Any], token_mask: Tensor | None = None) -> Features:
         features, padding_mask = self.frontend_features(batch)
         return self.encode_features(features, padding_mask, token_mask)
+
+
+class MFCCEncoder(nn.Module):
+    """The classic baseline as an encoder: 39-d MFCC + deltas + delta-deltas per 20 ms frame, no parameters.
+
+    One "layer" (the MFCC frames), mean-pooled over the utterance's real frames; use it with
+    an evaluator (``speech.utterance_probe``) to place learned encoders beside MFCCs.
+
+    Example:
+        >>> out = MFCCEncoder()({"x": torch.randn(2, 16000), "lengths": torch.tensor([16000, 8000])})
+        >>> out.tokens.shape, out.padding_mask[1].sum().item()
+        (torch.Size([2, 49, 39]), 25)
+    """
+
+    modality: ClassVar[str] = "audio"
+    supports_token_mask: ClassVar[bool] = False
+    returns_tokens: ClassVar[bool] = True
+    returns_layers: ClassVar[bool] = True
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        super().__init__()
+        self.sample_rate, self.embed_dim = sample_rate, 39
+
+    def forward(self, batch: dict[str, Any]) -> Features:
+        from ._labels import mfcc_features
+
+        x = batch.get("x")
+        if not isinstance(x, Tensor) or x.ndim != 2:
+            raise ValueError("MFCCEncoder needs batch['x'] as mono waveforms [B, T]")
+        lengths = batch.get("lengths")
+        sizes = lengths.tolist() if isinstance(lengths, Tensor) else [x.shape[1]] * x.shape[0]
+        frames = [mfcc_features(x[row, : int(size)].float(), self.sample_rate) for row, size in enumerate(sizes)]
+        tokens = nn.utils.rnn.pad_sequence(frames, batch_first=True)
+        counts = torch.tensor([len(f) for f in frames], device=tokens.device)
+        padding_mask = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0) >= counts.unsqueeze(1)
+        return Features(
+            pooled=masked_mean(tokens, padding_mask), tokens=tokens, padding_mask=padding_mask, layers=(tokens,)
+        )

@@ -99,8 +99,12 @@ class Wav2Vec2Objective(nn.Module):
     product quantiser (``num_groups`` codebooks of ``num_entries`` entries, temperature
     ``gumbel_start`` decayed by ``gumbel_decay`` per step down to ``gumbel_end``); the
     transformer output at each masked frame must pick its quantised target among
-    ``num_negatives`` quantised frames of the same utterance (cosine logits /
-    ``temperature``). Plus ``diversity_weight`` x the codebook diversity loss and
+    ``num_negatives`` quantised frames of the same utterance and ``cross_sample_negatives``
+    masked frames of any utterance in the batch (fairseq's option; cosine logits /
+    ``temperature``). Short clips (under ~2 s, which fairseq filters out) give too few
+    frames per utterance for in-utterance negatives alone: the quantiser then collapses to
+    one code per utterance (see docs/speech.md); the FSDD recipe draws most negatives
+    across the batch. Plus ``diversity_weight`` x the codebook diversity loss and
     ``feature_penalty_weight`` x the mean squared front-end activation.
 
     Example:
@@ -120,6 +124,7 @@ class Wav2Vec2Objective(nn.Module):
         num_entries: int = 320,
         final_dim: int = 256,
         num_negatives: int = 100,
+        cross_sample_negatives: int = 0,
         temperature: float = 0.1,
         gumbel_start: float = 2.0,
         gumbel_end: float = 0.5,
@@ -131,7 +136,10 @@ class Wav2Vec2Objective(nn.Module):
         super().__init__()
         if final_dim % num_groups:
             raise ValueError(f"final_dim ({final_dim}) must be divisible by num_groups ({num_groups})")
+        if num_negatives + cross_sample_negatives < 1:
+            raise ValueError("need at least one negative (num_negatives + cross_sample_negatives >= 1)")
         self.embed_dim, self.num_negatives, self.temperature = embed_dim, num_negatives, temperature
+        self.cross_sample_negatives = cross_sample_negatives
         self.gumbel = (gumbel_start, gumbel_end, gumbel_decay)
         self.tau = gumbel_start
         self.diversity_weight, self.feature_penalty_weight = diversity_weight, feature_penalty_weight
@@ -164,7 +172,13 @@ class Wav2Vec2Objective(nn.Module):
         targets = self.project_q(codes.to(features.dtype))
         context = self.final_proj(out.tokens[mask])
         utterance = mask.nonzero()[:, 0]
-        negatives = targets[sample_negatives(utterance, self.num_negatives, generator=generator)]
+        picks = []
+        if self.num_negatives:
+            picks.append(sample_negatives(utterance, self.num_negatives, generator=generator))
+        if self.cross_sample_negatives:  # the whole batch as one pool
+            pool = torch.zeros_like(utterance)
+            picks.append(sample_negatives(pool, self.cross_sample_negatives, generator=generator))
+        negatives = targets[torch.cat(picks, dim=1)]
         scores = infonce_logits(context, targets, negatives, self.temperature)
         contrastive = F.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
         diversity, perplexity = diversity_loss(logits)

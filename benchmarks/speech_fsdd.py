@@ -1,0 +1,170 @@
+"""wav2vec 2.0 and HuBERT pretrained on FSDD, probed for digit and speaker, beside random init and MFCCs.
+
+For each method, the ``speech.wav2vec2`` / ``speech.hubert`` recipe (SMALL encoder, 4 x 256,
+waveform CNN; bf16 autocast; batches of 16 length-bucketed utterances) pretrains on FSDD's
+train split (2,700 utterances, takes 5-49) for ``--steps`` steps; HuBERT's iteration-1
+targets are k-means (100) on 39-d MFCCs of the train split (``ssl hubert-labels``). Then the
+utterance probe (SUPERB style: softmax-weighted layers, mean pooling, two linear layers,
+50 epochs) is trained on the train split and tested on the 300 test utterances (takes
+0-4), once for the digit and once for the speaker. The same probe runs on the same
+architecture at random init (in the same run) and on MFCCs (``speech.mfcc``).
+
+Rows: ``accuracy_pct`` for (impl in ``wav2vec2``, ``hubert``, ``random_init``, ``mfcc``) x
+(case ``digit``, ``speaker``); ``pretrain_seconds``, ``steps``, ``final_loss`` and
+``final_objective_accuracy`` per method.
+
+Usage::
+
+    python benchmarks/speech_fsdd.py --root ../shared/data/fsdd/recordings --json benchmarks/results/speech_fsdd.json
+    python benchmarks/speech_fsdd.py --root ... --methods hubert --threads 1 --json h.json    # one method per process
+    python benchmarks/speech_fsdd.py --merge w.json h.json --json benchmarks/results/speech_fsdd.json
+    python benchmarks/speech_fsdd.py --quick --root ...    # 100 files per split, 20 steps, 5 probe epochs
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import Report, base_parser
+
+TASKS = ("digit", "speaker")
+
+
+def _probe_overrides(quick: bool) -> list[str]:
+    return ['evaluate=[{name="speech.utterance_probe", target="digit", epochs=5}, '
+            '{name="speech.utterance_probe", target="speaker", epochs=5}]'] if quick else []  # fmt: skip
+
+
+def pretrain(method: str, root: str, steps: int, precision: str, seed: int, quick: bool) -> dict[str, Any]:
+    """Pretrain + probe one method through ``ssl_core.run``; accuracies in %, plus training facts."""
+    import ssl_core
+    from ssl_speech import fsdd, hubert, hubert_labels, save_labels, wav2vec2
+
+    limit = 100 if quick else None
+    with tempfile.TemporaryDirectory() as tmp:
+        if method == "hubert":
+            splits = fsdd(root, limit=limit, progress=False)
+            labels_path = save_labels(hubert_labels(splits, source="mfcc", num_clusters=100, seed=seed),
+                                      Path(tmp) / "labels.pt")  # fmt: skip
+            config = hubert(str(labels_path), steps=steps)
+        else:
+            config = wav2vec2(steps=steps)
+        config["seed"] = seed
+        overrides = ["plots=false", f"train.precision={precision}", *_probe_overrides(quick)]
+        if limit is not None:
+            overrides.append(f"data.limit={limit}")
+        started = time.perf_counter()
+        result = ssl_core.run(config, overrides=overrides, root=root)
+    metrics = result.metrics
+    out: dict[str, Any] = {"wall_seconds": time.perf_counter() - started}
+    keys = ["speech.utterance_probe", "speech.utterance_probe#2"]
+    for task, key in zip(TASKS, keys, strict=True):
+        out[f"{task}_pct"] = 100.0 * metrics["evaluations"][key]["accuracy"]
+        out[f"random_{task}_pct"] = 100.0 * metrics["random_init"][key]["accuracy"]
+    train = metrics["train"]
+    history = result.history
+    out.update(pretrain_seconds=train["seconds"], steps=float(train["steps"]), final_loss=train["final_loss"])
+    if history and "accuracy" in history[-1]:
+        out["final_objective_accuracy"] = float(history[-1]["accuracy"])
+    return out
+
+
+def mfcc_baseline(root: str, seed: int, quick: bool) -> dict[str, float]:
+    """The utterance probe on 39-d MFCC + deltas (``speech.mfcc``), digit and speaker accuracy in %."""
+    import ssl_core
+    from ssl_speech import MFCCEncoder, UtteranceProbeEvaluator, fsdd
+
+    splits = fsdd(root, limit=100 if quick else None, progress=False)
+    evaluators = {task: UtteranceProbeEvaluator(target=task, seed=seed, epochs=5 if quick else 50) for task in TASKS}
+    results = ssl_core.evaluate(MFCCEncoder(), splits, evaluators, batch_size=64)
+    return {f"{task}_pct": 100.0 * results[task]["accuracy"] for task in TASKS}
+
+
+def summary(report: Report) -> str:
+    """Mean accuracy per (impl, task) and the pretrained-minus-random gaps."""
+    impls = [i for i in ("wav2vec2", "hubert", "random_init", "mfcc") if report.values(i, "digit", "accuracy_pct")]
+    lines = [f"{'encoder (utterance probe)':<28} {'digit %':>8} {'speaker %':>10}"]
+    mean = {(i, t): statistics.mean(report.values(i, t, "accuracy_pct")) for i in impls for t in TASKS}
+    for impl in impls:
+        lines.append(f"{impl:<28} {mean[(impl, 'digit')]:>8.1f} {mean[(impl, 'speaker')]:>10.1f}")
+    if ("random_init", "digit") in mean:
+        for impl in ("wav2vec2", "hubert"):
+            if (impl, "digit") in mean:
+                gaps = [mean[(impl, t)] - mean[("random_init", t)] for t in TASKS]
+                seconds = statistics.mean(report.values(impl, "fsdd", "pretrain_seconds"))
+                steps = statistics.mean(report.values(impl, "fsdd", "steps"))
+                lines.append(f"{impl} - random init: digit {gaps[0]:+.1f}, speaker {gaps[1]:+.1f} points "
+                             f"({steps:.0f} steps, {seconds / 60:.1f} min pretraining)")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--root", default=None, help="FSDD's recordings folder (../shared/data/fsdd/recordings)")
+    parser.add_argument("--methods", nargs="+", default=["wav2vec2", "hubert", "mfcc"],
+                        choices=["wav2vec2", "hubert", "mfcc"])  # fmt: skip
+    parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default 2000; --quick 20)")
+    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, help="combine these JSON files; run nothing")
+    args = parser.parse_args(argv)
+
+    report = Report("speech_fsdd")
+    if args.merge:
+        for path in args.merge:
+            doc = json.loads(path.read_text())
+            report.rows.extend(doc["rows"])
+            report.extra.setdefault("merged_from", []).append({"file": str(path), "commit": doc.get("commit")})
+            report.extra.setdefault("protocol", doc.get("protocol"))
+        print(summary(report))
+        report.write(args.json)
+        return 0
+    if args.root is None or not Path(args.root).is_dir():
+        parser.error("--root must be FSDD's recordings folder, e.g. ../shared/data/fsdd/recordings")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    steps = args.steps or (20 if args.quick else 2000)
+    report.extra["protocol"] = {
+        "recipes": "speech.wav2vec2 (lr 2e-4) / speech.hubert (lr 5e-4): SMALL 4 x 256, waveform CNN, batch 16",
+        "steps": steps,
+        "precision": args.precision,
+        "threads": args.threads,
+        "hubert_targets": "k-means 100 on 39-d MFCC + deltas of the train split (iteration 1)",
+        "probe": "speech.utterance_probe: layer-weighted, mean-pooled, 2 linear layers, 50 epochs",
+        "split": "FSDD takes 0-4 test (300), 5-49 train (2700)",
+        "quick": args.quick,
+    }
+    for method in args.methods:
+        if method == "mfcc":
+            out = mfcc_baseline(args.root, args.seed, args.quick)
+            for task in TASKS:
+                report.add(impl="mfcc", case=task, metric="accuracy_pct", value=out[f"{task}_pct"], seed=args.seed)
+        else:
+            out = pretrain(method, args.root, steps, args.precision, args.seed, args.quick)
+            for task in TASKS:
+                report.add(impl=method, case=task, metric="accuracy_pct", value=out[f"{task}_pct"], seed=args.seed)
+                report.add(impl="random_init", case=task, metric="accuracy_pct", value=out[f"random_{task}_pct"],
+                           seed=args.seed)  # fmt: skip
+            for metric in ("pretrain_seconds", "steps", "final_loss", "final_objective_accuracy"):
+                if metric in out:
+                    report.add(impl=method, case="fsdd", metric=metric, value=out[metric], seed=args.seed)
+        print(f"{method}: " + ", ".join(f"{k} {v:.2f}" for k, v in out.items() if isinstance(v, float)), flush=True)
+        report.write(args.json)
+    print(summary(report))
+    report.write(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``ssl hubert-labels``: HuBERT's frame targets in one command (a CLI hook of the ``ssl_core.hooks`` group).
+
+Iteration 1 clusters 39-d MFCCs of a dataset; iteration 2 clusters a transformer layer
+of a pretrained run (``--from-run``), on the dataset that run was trained on::
+
+    ssl hubert-labels --root ../shared/data/fsdd/recordings --out runs/fsdd-mfcc100.pt
+    ssl run speech.hubert --root ../shared/data/fsdd/recordings --set data.labels=runs/fsdd-mfcc100.pt --out runs/h1
+    ssl hubert-labels --from-run runs/h1 --layer 3 --clusters 500 --out runs/fsdd-h1-l3.pt
+
+Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="ssl")
+    >>> cli.ssl_add_cli_commands(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["hubert-labels", "--out", "l.pt"]).clusters
+    100
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ssl_core import hookimpl
+
+__all__ = ["HubertLabelsCommand", "cli", "hubert_labels_command"]
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    from ssl_core import ConfigError
+    from ssl_core._config import _parse_value
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option takes KEY=VALUE (e.g. --option limit=100), got {pair!r}")
+        options[key] = _parse_value(value)
+    return options
+
+
+def hubert_labels_command(args: argparse.Namespace) -> int:
+    """Make, check and save HuBERT labels as ``ssl hubert-labels`` describes; returns the exit status."""
+    import ssl_core
+    from ssl_core import ConfigError
+
+    from ._labels import hubert_labels, save_labels
+
+    encoder = None
+    if args.from_run:
+        loaded = ssl_core.load_encoder(args.from_run, root=args.root)
+        splits, encoder = loaded.splits, loaded.encoder
+        source = "layer"
+    else:
+        if args.source == "layer":
+            raise ConfigError("--source layer clusters a pretrained encoder's layer: pass --from-run RUN_DIR")
+        params = {**_options(args.option), **({"root": args.root} if args.root else {})}
+        provider = ssl_core.default_registry().get("dataset", args.data)
+        splits = provider(**params)
+        source = "mfcc"
+    if splits.modality != "audio":
+        raise ConfigError(f"HuBERT labels need an audio dataset; {args.data!r} is {splits.modality!r}")
+    labels = hubert_labels(
+        splits,
+        source=source,  # type: ignore[arg-type]
+        encoder=encoder,
+        layer=args.layer,
+        num_clusters=args.clusters,
+        max_frames=args.max_frames,
+        seed=args.seed,
+    )
+    path = save_labels(labels, args.out)
+    frames = sum(len(t) for t in labels["train"])
+    what = "MFCC + deltas" if source == "mfcc" else f"layer {args.layer} of {args.from_run}"
+    print(
+        f"wrote {path}: {args.clusters} clusters of {what}; {len(labels['train'])} train and "
+        f"{len(labels['test'])} test utterances, {frames} train frames, k-means inertia {labels['inertia']:.4g}"
+    )
+    print(f"train with it: ssl run speech.hubert --set data.labels={path} (labels are checked against the frames)")
+    return 0
+
+
+class HubertLabelsCommand:
+    """The hook plugin adding ``ssl hubert-labels``."""
+
+    @hookimpl
+    def ssl_add_cli_commands(self, subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+        p = subparsers.add_parser(
+            "hubert-labels",
+            help="HuBERT frame targets: k-means on MFCCs (iteration 1) or on a pretrained run's layer (iteration 2)",
+        )
+        p.add_argument("--out", required=True, help="label file to write (.pt)")
+        p.add_argument("--data", default="speech.fsdd", help="dataset name (default speech.fsdd)")
+        p.add_argument("--root", default=None, help="dataset folder (e.g. ../shared/data/fsdd/recordings)")
+        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option")
+        p.add_argument("--source", choices=["mfcc", "layer"], default="mfcc", help="what to cluster")
+        p.add_argument("--from-run", default=None, help="run directory or checkpoint of the iteration-1 model")
+        p.add_argument("--layer", type=int, default=6, help="transformer layer to cluster (1-based)")
+        p.add_argument("--clusters", type=int, default=100, help="k (HuBERT: 100, then 500)")
+        p.add_argument("--max-frames", type=int, default=250_000, help="train frames k-means sees at most")
+        p.add_argument("--seed", type=int, default=0)
+        p.set_defaults(func=hubert_labels_command)
+
+
+cli = HubertLabelsCommand()
+"""The instance registered as the ``speech.cli`` hook plugin."""
