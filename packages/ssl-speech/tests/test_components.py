@@ -14,6 +14,7 @@ from torch import nn
 from ssl_core.testing import DatasetConformance, EncoderConformance, EvaluatorConformance
 from ssl_speech import (
     AudioDataError,
+    MFCCEncoder,
     UtteranceProbeEvaluator,
     Wav2Vec2Encoder,
     WaveformFrontend,
@@ -205,3 +206,22 @@ def test_probe_reads_the_chosen_label_column() -> None:
     assert "accuracy" in metrics and "layer_weight_1" in metrics
     with pytest.raises(ValueError, match="no 'digit' labels"):
         UtteranceProbeEvaluator(target="digit")(Wav2Vec2Encoder(preset="tiny"), [batch], [batch])
+
+
+class TestMFCCEncoderConformance(EncoderConformance):
+    def make_encoder(self) -> nn.Module:
+        return MFCCEncoder()
+
+    def test_gradients_reach_parameters(self) -> None:
+        pytest.skip("speech.mfcc is a parameter-free baseline: nothing to train")
+
+    def make_batch(self) -> dict[str, Any]:
+        return waves_batch()
+
+
+def test_mfcc_encoder_frames_follow_each_utterance_length() -> None:
+    batch = waves_batch((0.5, 0.3))
+    out = MFCCEncoder()(batch)
+    assert out.tokens.shape == (2, 24, 39) and int((~out.padding_mask[1]).sum()) == 14  # type: ignore[index]
+    alone = MFCCEncoder()(collate_audio([{"x": batch["x"][1, :4800]}]))
+    assert torch.allclose(alone.pooled[0], out.pooled[1], atol=1e-5)

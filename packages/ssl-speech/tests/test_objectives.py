@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 import ssl_core
+import ssl_speech
 from ssl_core import Views
+from ssl_core._cli import main as cli_main
 from ssl_core.testing import ObjectiveConformance, ViewGeneratorConformance
 from ssl_speech import (
     HuBERTObjective,
@@ -155,3 +157,51 @@ def test_hubert_labels_round_trip_and_pipeline_run(fsdd_root: Path, tmp_path: Pa
     result = ssl_core.run(config)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert "accuracy" in result.metrics["evaluations"]["speech.utterance_probe"]
+
+
+def test_cross_sample_negatives_come_from_other_utterances_too() -> None:
+    encoder = Wav2Vec2Encoder(preset="tiny")
+    views = SpanMaskViews()(waves(), torch.Generator().manual_seed(0))
+    cross_only = Wav2Vec2Objective(
+        embed_dim=64, num_entries=16, final_dim=32, num_negatives=0, cross_sample_negatives=8
+    )
+    out = cross_only(encoder, views)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and encoder.mask_embedding.grad is not None
+    utterance = torch.tensor([0, 0, 0, 1, 1, 1])
+    pooled = functional.sample_negatives(torch.zeros_like(utterance), 50, generator=torch.Generator().manual_seed(0))
+    assert set(pooled[0].tolist()) & {3, 4, 5}  # the pool spans the batch
+    with pytest.raises(ValueError, match="at least one negative"):
+        Wav2Vec2Objective(embed_dim=64, num_negatives=0)
+
+
+def test_hubert_labels_command_makes_a_label_file_a_run_can_use(fsdd_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mfcc.pt"
+    argv = ["hubert-labels", "--root", str(fsdd_root), "--option", "limit=16", "--option", "progress=false",
+            "--clusters", "5", "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    labels = torch.load(out, weights_only=False)
+    assert labels["num_clusters"] == 5 and len(labels["train"]) == 16 and labels["source"] == "mfcc"
+    # the dataset with these labels feeds HuBERT; iteration 2 clusters a layer of that run
+    run_dir = tmp_path / "h1"
+    config = ssl_speech.hubert(str(out), steps=2)
+    config["data"].update(root=str(fsdd_root), limit=16, progress=False)
+    config["encoder"]["preset"] = "tiny"
+    config["objective"].update(num_clusters=5, final_dim=32)
+    config["train"].update(batch_size=8, progress=False)
+    config.update(evaluate=[], compare_random_init=False, plots=False)
+    ssl_core.run(config, out=run_dir)
+    second = tmp_path / "layer.pt"
+    argv = ["hubert-labels", "--from-run", str(run_dir), "--layer", "2", "--clusters", "4", "--out", str(second)]
+    assert cli_main(argv) == 0
+    assert torch.load(second, weights_only=False)["layer"] == 2
+    assert cli_main(["hubert-labels", "--source", "layer", "--out", str(second)]) == 2  # says: pass --from-run
+
+
+def test_recipes_name_registered_components() -> None:
+    registry = ssl_core.default_registry()
+    for recipe in (ssl_speech.wav2vec2(), ssl_speech.hubert("labels.pt")):
+        for kind, key in (("dataset", "data"), ("encoder", "encoder"), ("views", "views"), ("objective", "objective")):
+            registry.get(kind, recipe[key]["name"])
+        assert [e["target"] for e in recipe["evaluate"]] == ["digit", "speaker"]
+        ssl_core.load_config(recipe)  # a valid pipeline
