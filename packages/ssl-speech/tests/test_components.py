@@ -21,6 +21,7 @@ from ssl_speech import (
     audio_folder,
     collate_audio,
     fsdd,
+    librispeech,
     load_audio,
 )
 
@@ -225,3 +226,29 @@ def test_mfcc_encoder_frames_follow_each_utterance_length() -> None:
     assert out.tokens.shape == (2, 24, 39) and int((~out.padding_mask[1]).sum()) == 14  # type: ignore[index]
     alone = MFCCEncoder()(collate_audio([{"x": batch["x"][1, :4800]}]))
     assert torch.allclose(alone.pooled[0], out.pooled[1], atol=1e-5)
+
+
+def fake_librispeech(root: Path, subset: str = "dev-clean", speakers: int = 2, utterances: int = 4) -> None:
+    """LibriSpeech's layout: <subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac + .trans.txt."""
+    for spk in range(speakers):
+        chapter = root / "LibriSpeech" / subset / str(100 + spk) / "7"
+        chapter.mkdir(parents=True)
+        lines = []
+        for utt in range(utterances):
+            name = f"{100 + spk}-7-{utt:04d}"
+            soundfile.write(chapter / f"{name}.flac", tone(0.2 + 0.05 * utt, 16000), 16000)
+            lines.append(f"{name} WORDS OF UTTERANCE {utt}")
+        (chapter / f"{100 + spk}-7.trans.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_librispeech_reads_torchaudio_layout_and_splits_per_speaker(tmp_path: Path) -> None:
+    fake_librispeech(tmp_path)
+    splits = librispeech(str(tmp_path), subset="dev-clean", test_fraction=0.25, progress=False)
+    assert (len(splits.train), len(splits.test), splits.num_classes) == (6, 2, 2)
+    assert sorted(splits.test[i]["speaker"] for i in range(2)) == [0, 1]  # every speaker on both sides
+    batch = collate_audio([splits.train[0], splits.train[1]])
+    assert batch["transcript"][0].startswith("WORDS OF UTTERANCE") and batch["chapter"].tolist() == [7, 7]
+    with pytest.raises(AudioDataError, match="download = true"):
+        librispeech(str(tmp_path), subset="test-clean")
+    with pytest.raises(AudioDataError, match="unknown LibriSpeech subset"):
+        librispeech(str(tmp_path), subset="train-clean-99")

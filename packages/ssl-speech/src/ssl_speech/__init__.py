@@ -28,6 +28,7 @@ _LAZY = {
     "audio_folder": "_data",
     "collate_audio": "_data",
     "fsdd": "_data",
+    "librispeech": "_data",
     "load_audio": "_data",
     "FbankFrontend": "_encoders",
     "MFCCEncoder": "_encoders",

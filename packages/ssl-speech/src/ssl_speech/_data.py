@@ -37,6 +37,7 @@ __all__ = [
     "audio_folder",
     "collate_audio",
     "fsdd",
+    "librispeech",
     "load_audio",
 ]
 
@@ -316,6 +317,98 @@ def fsdd(
             list(loaded.values()),
             sample_rate,
             {"root": str(folder), "speakers": speakers, "num_speakers": len(speakers), "target": target},
+        ),
+    )
+    if labels is not None:
+        from ._labels import attach_labels, load_labels
+
+        attach_labels(splits, load_labels(labels))
+    return splits
+
+
+LIBRISPEECH_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
+                       "train-other-500")  # fmt: skip
+
+
+def librispeech(
+    root: str | None = None,
+    subset: str = "train-clean-100",
+    download: bool = False,
+    sample_rate: int = 16000,
+    test_fraction: float = 0.05,
+    seed: int = 0,
+    min_samples: int = WAV2VEC2_RECEPTIVE_FIELD,
+    limit: int | None = None,
+    labels: str | None = None,
+    progress: bool = True,
+) -> DatasetSplits:
+    """LibriSpeech via ``torchaudio.datasets.LIBRISPEECH`` (file list, transcripts, download), decoded with soundfile.
+
+    ``download = true`` fetches ``subset`` from openslr.org into ``root`` (torchaudio's
+    downloader); otherwise ``root/LibriSpeech/<subset>`` must exist. The test split is a
+    seeded ``test_fraction`` of every speaker's utterances, so a speaker-ID probe
+    (``y`` = speaker index) sees each speaker on both sides. Batches also carry
+    ``speaker``, ``chapter`` and ``transcript``.
+
+    Raises:
+        AudioDataError: no ``root``, an unknown ``subset``, or the subset is not there.
+
+    Example:
+        >>> splits = librispeech("data/", subset="dev-clean", download=True)  # doctest: +SKIP
+        >>> splits.info["num_speakers"]  # doctest: +SKIP
+        40
+    """
+    if root is None:
+        raise AudioDataError("speech.librispeech needs root = the folder holding LibriSpeech/<subset> "
+                             "(or where to put it, with download = true)")  # fmt: skip
+    if subset not in LIBRISPEECH_SUBSETS:
+        raise AudioDataError(f"unknown LibriSpeech subset {subset!r}; use one of {', '.join(LIBRISPEECH_SUBSETS)}")
+    from torchaudio.datasets import LIBRISPEECH
+
+    folder = Path(root).expanduser()
+    try:
+        index = LIBRISPEECH(str(folder), url=subset, download=download)
+    except RuntimeError as exc:
+        raise AudioDataError(
+            f"LibriSpeech {subset} is not in {folder / 'LibriSpeech' / subset}; pass download = true "
+            "(needs internet) or the folder that holds LibriSpeech/"
+        ) from exc
+    meta = [index.get_metadata(i) for i in range(len(index))][:limit]
+    if not meta:
+        raise AudioDataError(f"no .flac files in {folder / 'LibriSpeech' / subset}")
+    speakers = sorted({m[3] for m in meta})
+    by_speaker: dict[int, list[int]] = {}
+    for i, m in enumerate(meta):
+        by_speaker.setdefault(m[3], []).append(i)
+    generator = torch.Generator().manual_seed(seed)
+    test_ids: set[int] = set()
+    for ids in by_speaker.values():
+        if len(ids) > 1:
+            order = torch.randperm(len(ids), generator=generator).tolist()
+            test_ids.update(ids[j] for j in order[: max(1, round(test_fraction * len(ids)))])
+    paths = {str(folder / "LibriSpeech" / m[0]): m for m in meta}
+
+    def dataset(in_test: bool) -> tuple[AudioDataset, _Loaded]:
+        chosen = [Path(folder / "LibriSpeech" / m[0]) for i, m in enumerate(meta) if (i in test_ids) == in_test]
+        part = _load_many(chosen, sample_rate, min_samples, progress)
+        rows = [paths[str(p)] for p in part.files]
+        spk = [speakers.index(m[3]) for m in rows]
+        columns: dict[str, Sequence[Any]] = {"y": spk, "speaker": spk, "chapter": [m[4] for m in rows],
+                                             "transcript": [m[2] for m in rows]}  # fmt: skip
+        return AudioDataset(part.waves, columns, [str(p) for p in part.files]), part
+
+    train, train_loaded = dataset(False)
+    test, test_loaded = dataset(True)
+    splits = DatasetSplits(
+        train=train,
+        test=test,
+        collate=collate_audio,
+        modality="audio",
+        num_classes=len(speakers),
+        info=_info(
+            [train_loaded, test_loaded],
+            sample_rate,
+            {"root": str(folder), "subset": subset, "num_speakers": len(speakers), "target": "speaker"},
         ),
     )
     if labels is not None:
