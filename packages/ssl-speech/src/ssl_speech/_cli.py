@@ -83,7 +83,7 @@ class HubertLabelsCommand:
     """The hook plugin adding ``ssl hubert-labels``."""
 
     @hookimpl
-    def ssl_add_cli_commands(self, subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def ssl_add_cli_commands(self, subparsers: argparse._SubParsersAction) -> None:
         p = subparsers.add_parser(
             "hubert-labels",
             help="HuBERT frame targets: k-means on MFCCs (iteration 1) or on a pretrained run's layer (iteration 2)",
