@@ -20,6 +20,7 @@ from ssl_speech import (
     WaveformFrontend,
     audio_folder,
     collate_audio,
+    download_fsdd,
     fsdd,
     librispeech,
     load_audio,
@@ -252,3 +253,22 @@ def test_librispeech_reads_torchaudio_layout_and_splits_per_speaker(tmp_path: Pa
         librispeech(str(tmp_path), subset="test-clean")
     with pytest.raises(AudioDataError, match="unknown LibriSpeech subset"):
         librispeech(str(tmp_path), subset="train-clean-99")
+
+
+def test_fsdd_downloader_extracts_recordings_from_an_archive(fsdd_root: Path, tmp_path: Path) -> None:
+    """The real downloader, fed a local copy of FSDD's GitHub archive through a file:// URL."""
+    import zipfile
+
+    archive = tmp_path / "master.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(fsdd_root.glob("*_george_*.wav"))[:12] + sorted(fsdd_root.glob("*_theo_*.wav"))[:12]:
+            zipped.write(path, f"free-spoken-digit-dataset-master/recordings/{path.name}")
+        zipped.writestr("free-spoken-digit-dataset-master/README.md", "FSDD")
+    folder = download_fsdd(tmp_path / "data", url=archive.as_uri())
+    assert len(list(folder.glob("*.wav"))) == 24 and not list(folder.glob("*.part"))
+    splits = fsdd(str(tmp_path / "data"), progress=False)
+    assert len(splits.train) + len(splits.test) == 24 and splits.info["num_speakers"] == 2
+    with pytest.raises(AudioDataError, match="could not download FSDD"):
+        download_fsdd(tmp_path / "other", url=(tmp_path / "missing.zip").as_uri())
+    with pytest.raises(AudioDataError, match="download = true"):
+        fsdd(str(tmp_path / "empty"))

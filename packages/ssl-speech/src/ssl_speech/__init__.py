@@ -27,6 +27,7 @@ _LAZY = {
     "AudioDataset": "_data",
     "audio_folder": "_data",
     "collate_audio": "_data",
+    "download_fsdd": "_data",
     "fsdd": "_data",
     "librispeech": "_data",
     "load_audio": "_data",

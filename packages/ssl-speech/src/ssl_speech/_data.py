@@ -36,6 +36,7 @@ __all__ = [
     "AudioDataset",
     "audio_folder",
     "collate_audio",
+    "download_fsdd",
     "fsdd",
     "librispeech",
     "load_audio",
@@ -248,6 +249,48 @@ def audio_folder(
 
 _FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)$")
 
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/master.zip"
+"""FSDD's GitHub archive (the recordings live in ``<repo>/recordings/``)."""
+
+
+def download_fsdd(root: str | Path, url: str = FSDD_URL) -> Path:
+    """Download FSDD's archive and extract its ``recordings/*.wav`` into ``root/recordings``; returns that folder.
+
+    Atomic per file (written under a temporary name, then renamed); files already present
+    are kept. Any ``url`` urllib can open works (``file://`` for a local copy).
+
+    Example:
+        >>> download_fsdd("data/fsdd")  # doctest: +SKIP
+        PosixPath('data/fsdd/recordings')
+    """
+    import shutil
+    import tempfile
+    import urllib.request
+    import zipfile
+
+    target = Path(root).expanduser() / "recordings"
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        archive = Path(tmp) / "fsdd.zip"
+        try:
+            with urllib.request.urlopen(url) as response, archive.open("wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as exc:
+            raise AudioDataError(f"could not download FSDD from {url}: {exc}; pass root = a local copy") from exc
+        with zipfile.ZipFile(archive) as zipped:
+            members = [m for m in zipped.namelist() if re.search(r"(^|/)recordings/[^/]+\.wav$", m)]
+            if not members:
+                raise AudioDataError(f"{url} has no recordings/*.wav; is it FSDD's archive?")
+            for member in members:
+                final = target / Path(member).name
+                if final.exists():
+                    continue
+                part = final.with_suffix(".part")
+                with zipped.open(member) as src, part.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                part.replace(final)
+    return target
+
 
 def fsdd(
     root: str | None = None,
@@ -258,6 +301,7 @@ def fsdd(
     limit: int | None = None,
     labels: str | None = None,
     progress: bool = True,
+    download: bool = False,
 ) -> DatasetSplits:
     """The Free Spoken Digit Dataset: 3,000 8 kHz recordings ``{digit}_{speaker}_{take}.wav``.
 
@@ -269,6 +313,8 @@ def fsdd(
         root: the ``recordings`` folder (``../shared/data/fsdd/recordings`` here).
         limit: keep only the first ``limit`` files per split (sorted by name), for tests.
         labels: a HuBERT label file (:func:`ssl_speech.hubert_labels`) to attach as ``"targets"``.
+        download: fetch FSDD from GitHub into ``root/recordings`` first when it has no
+            recordings (:func:`download_fsdd`).
 
     Raises:
         AudioDataError: no ``root``, or no file named like FSDD's.
@@ -280,15 +326,20 @@ def fsdd(
     """
     if root is None:
         raise AudioDataError(
-            "speech.fsdd needs root = FSDD's recordings folder (e.g. ../shared/data/fsdd/recordings); "
-            "it is not downloaded automatically"
+            "speech.fsdd needs root = FSDD's recordings folder (e.g. ../shared/data/fsdd/recordings), "
+            "or root = where to put it with download = true"
         )
     folder = Path(root).expanduser()
     if (folder / "recordings").is_dir():
         folder = folder / "recordings"
     paths = sorted(p for p in folder.glob("*.wav") if _FSDD_NAME.match(p.stem))
+    if not paths and download:
+        folder = download_fsdd(Path(root).expanduser())
+        paths = sorted(p for p in folder.glob("*.wav") if _FSDD_NAME.match(p.stem))
     if not paths:
-        raise AudioDataError(f"no FSDD files named '{{digit}}_{{speaker}}_{{take}}.wav' in {folder}")
+        raise AudioDataError(
+            f"no FSDD files named '{{digit}}_{{speaker}}_{{take}}.wav' in {folder}; pass download = true to fetch them"
+        )
     speakers = sorted({_FSDD_NAME.match(p.stem).group(2) for p in paths})  # type: ignore[union-attr]
     split: dict[str, list[Path]] = {"train": [], "test": []}
     for path in paths:
