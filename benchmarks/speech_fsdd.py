@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.merge:
             doc = json.loads(path.read_text())
             report.rows.extend(doc["rows"])
-            report.extra.setdefault("merged_from", []).append({"file": str(path), "commit": doc.get("commit")})
-            report.extra.setdefault("protocol", doc.get("protocol"))
+            report.extra.setdefault("merged_from", []).append(
+                {"file": str(path), "commit": doc.get("commit"), "protocol": doc.get("protocol")}
+            )
         print(summary(report))
         report.write(args.json)
         return 0
