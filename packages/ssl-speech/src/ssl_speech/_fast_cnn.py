@@ -116,4 +116,4 @@ def row_cnn(cnn: nn.Module, x: Tensor) -> Tensor:
     assert h is not None
     starts = torch.arange(batch, device=x.device) * per_utterance
     index = (starts.unsqueeze(1) + torch.arange(frames, device=x.device)).reshape(-1)
-    return h.index_select(0, index).view(batch, frames, -1)
+    return h.index_select(0, index).view(batch, frames, h.shape[1])
