@@ -35,6 +35,7 @@ from ._registry import Registry, default_registry
 __all__ = [
     "BuiltPipeline",
     "build_component",
+    "build_dataset",
     "build_encoder",
     "build_evaluators",
     "build_pipeline",
@@ -166,8 +167,8 @@ def build_evaluators(
     return out
 
 
-def build_pipeline(cfg: PipelineConfig, registry: Registry | None = None, *, root: str | None = None) -> BuiltPipeline:
-    """Resolve every name in ``cfg`` through the registry and build the components."""
+def build_dataset(cfg: PipelineConfig, registry: Registry | None = None, *, root: str | None = None) -> DatasetSplits:
+    """Build ``cfg.data`` (``root`` overrides its folder); checks it returns non-empty ``DatasetSplits``."""
     registry = registry or default_registry()
     data_params = dict(cfg.data.params)
     if root is not None:
@@ -177,6 +178,13 @@ def build_pipeline(cfg: PipelineConfig, registry: Registry | None = None, *, roo
         raise ConfigError(f"dataset {cfg.data.name!r} returned {type(splits).__name__}, not DatasetSplits")
     if len(splits.train) == 0:  # type: ignore[arg-type]
         raise ConfigError(f"dataset {cfg.data.name!r} has an empty training split; check its root or options")
+    return splits
+
+
+def build_pipeline(cfg: PipelineConfig, registry: Registry | None = None, *, root: str | None = None) -> BuiltPipeline:
+    """Resolve every name in ``cfg`` through the registry and build the components."""
+    registry = registry or default_registry()
+    splits = build_dataset(cfg, registry, root=root)
     encoder = build_encoder(cfg, splits, registry)
     context = {**_context(splits), "embed_dim": encoder.embed_dim}
     views = build_component(

@@ -28,7 +28,7 @@ from ._config import PipelineConfig, load_config, to_dict
 from ._distributed import DistributedContext, cleanup_distributed, init_distributed
 from ._errors import ConfigError
 from ._hooks import make_plugin_manager
-from ._pipeline import BuiltPipeline, build_encoder, build_evaluators, build_pipeline
+from ._pipeline import BuiltPipeline, build_dataset, build_encoder, build_evaluators, build_pipeline
 from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
 from ._sampler import LengthBucketBatchSampler
@@ -311,12 +311,7 @@ def load_encoder(
         raise ConfigError(f"{path} was not written by `ssl run` (no config/encoder inside)")
     cfg = load_config(state["config"], overrides)
     registry = registry or default_registry()
-    data_params = dict(cfg.data.params)
-    if root is not None:
-        data_params["root"] = root
-    from ._pipeline import build_component
-
-    splits = build_component(registry.get("dataset", cfg.data.name), data_params, {}, f"dataset {cfg.data.name!r}")
+    splits = build_dataset(cfg, registry, root=root)
     encoder = build_encoder(cfg, splits, registry)
     encoder.load_state_dict(state["encoder"])
     return LoadedEncoder(encoder=encoder, splits=splits, config=cfg)
