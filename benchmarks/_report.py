@@ -93,6 +93,18 @@ class Report:
         """Median of the raw values for one (impl, case, metric)."""
         return statistics.median(self.values(impl, case, metric))
 
+    def merge(self, path: Path, keep: Any = None) -> dict[str, Any]:
+        """Add the rows of another run's JSON (those ``keep(row)`` accepts, default all); returns its document.
+
+        The source file, its commit and its protocol are listed under ``merged_from``.
+        """
+        doc: dict[str, Any] = json.loads(path.read_text())
+        self.rows.extend(r for r in doc["rows"] if keep is None or keep(r))
+        self.extra.setdefault("merged_from", []).append(
+            {"file": str(path), "commit": doc.get("commit"), "protocol": doc.get("protocol")}
+        )
+        return doc
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""
         return {

@@ -28,7 +28,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -149,11 +148,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Report("graph_planetoid")
     if args.merge:
-        for path in args.merge:
-            doc = json.loads(path.read_text())
-            report.rows.extend(r for r in doc["rows"] if r["impl"] != "published" or not report.values(
+        for path in args.merge:  # the published figure once, not once per file
+            doc = report.merge(path, keep=lambda r: r["impl"] != "published" or not report.values(
                 "published", r["case"], r["metric"]))  # fmt: skip
-            report.extra.setdefault("merged_from", []).append({"file": str(path), "commit": doc.get("commit")})
             report.extra.setdefault("protocol", doc.get("protocol"))
         print(summary(report, args.dataset))
         report.write(args.json)

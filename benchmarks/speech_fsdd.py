@@ -23,7 +23,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -121,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report("speech_fsdd")
     if args.merge:
         for path in args.merge:
-            doc = json.loads(path.read_text())
-            report.rows.extend(doc["rows"])
-            report.extra.setdefault("merged_from", []).append(
-                {"file": str(path), "commit": doc.get("commit"), "protocol": doc.get("protocol")}
-            )
+            report.merge(path)
         print(summary(report))
         report.write(args.json)
         return 0

@@ -196,6 +196,15 @@ def _info(loaded: Sequence[_Loaded], sample_rate: int, extra: dict[str, Any]) ->
     }
 
 
+def _with_label_file(splits: DatasetSplits, labels: str | None) -> DatasetSplits:
+    """Attach a HuBERT label file's frame targets (``labels = PATH`` of the datasets), if one is given."""
+    if labels is not None:
+        from ._labels import attach_labels, load_labels
+
+        attach_labels(splits, load_labels(labels))
+    return splits
+
+
 def audio_folder(
     root: str | None = None,
     sample_rate: int = 16000,
@@ -370,11 +379,7 @@ def fsdd(
             {"root": str(folder), "speakers": speakers, "num_speakers": len(speakers), "target": target},
         ),
     )
-    if labels is not None:
-        from ._labels import attach_labels, load_labels
-
-        attach_labels(splits, load_labels(labels))
-    return splits
+    return _with_label_file(splits, labels)
 
 
 LIBRISPEECH_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
@@ -462,8 +467,4 @@ def librispeech(
             {"root": str(folder), "subset": subset, "num_speakers": len(speakers), "target": "speaker"},
         ),
     )
-    if labels is not None:
-        from ._labels import attach_labels, load_labels
-
-        attach_labels(splits, load_labels(labels))
-    return splits
+    return _with_label_file(splits, labels)
