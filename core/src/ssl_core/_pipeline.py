@@ -193,7 +193,7 @@ def build_pipeline(cfg: PipelineConfig, registry: Registry | None = None, *, roo
     objective = build_component(
         registry.get("objective", cfg.objective.name),
         cfg.objective.params,
-        context,
+        {**context, "encoder": encoder},  # objectives with an EMA teacher copy the encoder
         f"objective {cfg.objective.name!r}",
     )
     names = {

@@ -119,7 +119,9 @@ class Objective(Protocol):
 
     May implement ``on_step_end(step, max_steps)`` for EMA and schedules. Heads size
     themselves from an ``embed_dim`` constructor parameter, which the pipeline fills
-    from the encoder.
+    from the encoder; an ``encoder`` constructor parameter receives the encoder itself
+    (to copy into an EMA teacher). May implement ``export_encoder(encoder)`` to return
+    the module a run evaluates and saves instead of the student (DINO's teacher).
     """
 
     requires_tokens: ClassVar[bool]

@@ -32,7 +32,7 @@ from ._pipeline import BuiltPipeline, build_dataset, build_encoder, build_evalua
 from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
 from ._sampler import LengthBucketBatchSampler
-from ._train import dataset_lengths, train
+from ._train import dataset_lengths, exported_encoder, train
 
 __all__ = ["LoadedEncoder", "RunResult", "builtin_pipeline", "evaluate", "evaluate_checkpoint", "load_encoder", "run"]
 
@@ -243,7 +243,7 @@ def run(
                 "info": _jsonable(built.splits.info),
             },
         }
-        encoder = built.encoder
+        encoder = exported_encoder(built.objective, built.encoder)  # DINO: the EMA teacher
         if ctx.is_main:
             metrics["evaluations"] = evaluate(
                 encoder, built.splits, built.evaluators, batch_size=cfg.train.eval_batch_size, hooks=hooks

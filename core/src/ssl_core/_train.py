@@ -44,7 +44,7 @@ from ._protocols import Batch, Views
 from ._sampler import LengthBucketBatchSampler
 from ._schedules import cosine_schedule, warmup_cosine_lr
 
-__all__ = ["PretrainModel", "TrainResult", "train"]
+__all__ = ["PretrainModel", "TrainResult", "exported_encoder", "train"]
 
 
 class PretrainModel(nn.Module):
@@ -57,6 +57,29 @@ class PretrainModel(nn.Module):
 
     def forward(self, views: Views) -> dict[str, Tensor]:
         return self.objective(self.encoder, views)  # type: ignore[no-any-return]
+
+
+def exported_encoder(objective: nn.Module, encoder: nn.Module) -> nn.Module:
+    """The encoder a run evaluates and saves: ``objective.export_encoder(encoder)`` when defined, else ``encoder``.
+
+    Objectives whose product is not the trained student (DINO's EMA teacher) define
+    ``export_encoder``; it must return a module of the encoder's architecture.
+
+    Example:
+        >>> enc = nn.Linear(2, 2)
+        >>> exported_encoder(nn.Identity(), enc) is enc
+        True
+    """
+    export = getattr(objective, "export_encoder", None)
+    if not callable(export):
+        return encoder
+    exported = export(encoder)
+    if not isinstance(exported, nn.Module) or exported.state_dict().keys() != encoder.state_dict().keys():
+        raise TypeError(
+            f"{type(objective).__name__}.export_encoder must return a module with the encoder's parameters "
+            f"({type(encoder).__name__}), got {type(exported).__name__}"
+        )
+    return exported
 
 
 @dataclass
@@ -410,7 +433,7 @@ def _save(
             "epoch": epoch,
             "batch_in_epoch": batch_in_epoch,
             "model": model.state_dict(),
-            "encoder": model.encoder.state_dict(),  # type: ignore[union-attr]
+            "encoder": exported_encoder(model.objective, model.encoder).state_dict(),  # type: ignore[arg-type]
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),

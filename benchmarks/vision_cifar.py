@@ -1,0 +1,445 @@
+"""MAE and DINO on CIFAR-10: ours vs lightly's documented example modules, same backbone, data and run.
+
+Backbone for everyone: a ViT-Tiny-like timm ``VisionTransformer`` (32 px, patch 4, width 192,
+depth 12, 3 heads). MAE: decoder 128 x 4 (4 heads), mask 75%, batch 128. DINO: head
+512 / 64 / 2048, 2 x 32 px global + 6 x 16 px local crops, batch 64. The peer is
+``benchmarks/_lightly_vision.py`` (lightly's ``examples/pytorch/{mae,dino}.py`` on that ViT).
+
+Parts (``--part``, default all):
+
+* ``step``: the model step alone (forward, loss, backward, optimizer, EMA), on ready-made
+  views, steps interleaved between implementations. Rows ``step_samples_per_s``;
+  ``gflop_per_sample`` (counted by ``torch.utils.flop_counter`` over forward + backward)
+  and ``roofline_fraction`` (GFLOP per sample x samples/s over the measured 2048 x 2048
+  matmul peak at the same thread count and fp32, row ``peak_gflops`` under impl ``machine``).
+  Implementations: ``lightly`` (fp32), ``ours`` (fp32), ``ours-bf16`` (bf16 autocast).
+* ``e2e``: training from the JPEG folder. lightly: ``ImageFolder`` + its ``MAETransform`` /
+  ``DINOTransform`` (PIL, per image) in DataLoader workers, as its examples. Ours: the
+  ``vision.cifar10`` provider (decodes the folder once into memory) and batched
+  augmentation on the training device, through ssl-core's training loop. Rows
+  ``e2e_steady_samples_per_s`` (after one warm-up step) and, for ours, ``decode_seconds``
+  (decoding the train folder); ``e2e_epoch_samples_per_s`` charges that one-time decode to
+  one epoch of the 10k-image train folder.
+* ``knn``: pretrain for ``--epochs`` on the 10k-image train folder, then kNN top-1 (k 20 and
+  200, T 0.07, ssl-core's evaluator) on the 10k test images. lightly with its examples'
+  optimisers (MAE AdamW 1.5e-4; DINO Adam 1e-3, momentum per epoch); ours with the
+  ``vision.mae`` / ``vision.dino`` recipes in fp32 and bf16; plus the random-init ViT.
+
+Usage::
+
+    python benchmarks/vision_cifar.py --json benchmarks/results/vision_cifar.json
+    python benchmarks/vision_cifar.py --quick        # CI-sized: few steps, small subsets
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import Report, base_parser
+
+ROOT = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "cifar10"
+VIT = {"img_size": 32, "patch_size": 4, "embed_dim": 192, "depth": 12, "num_heads": 3}
+MAE_BATCH, DINO_BATCH, NUM_LOCAL = 128, 64, 6
+DINO_HEAD = {"hidden_dim": 512, "bottleneck_dim": 64, "out_dim": 2048}
+METHODS = ("mae", "dino")
+
+
+# ----------------------------------------------------------------------------- model steps
+
+
+def _dino_views(batch: int, seed: int = 0) -> tuple[list[Any], Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    views = [torch.rand(batch, 3, 32, 32, generator=g) for _ in range(2)]
+    views += [torch.rand(batch, 3, 16, 16, generator=g) for _ in range(NUM_LOCAL)]
+    return views, g
+
+
+def ours_step(method: str, bf16: bool) -> tuple[Callable[[], None], Callable[[], None], int]:
+    """(one training step, one forward + backward for FLOP counting, batch size) of our MAE or DINO."""
+    import torch
+
+    from ssl_core import Views
+    from ssl_vision import DINOObjective, MAEObjective, ViTEncoder, random_patch_mask
+
+    torch.manual_seed(0)
+    if method == "mae":
+        encoder = ViTEncoder("tiny", image_size=32, patch_size=4, pos_embed="sincos")
+        objective: torch.nn.Module = MAEObjective(192, image_size=32, patch_size=4, decoder_dim=128,
+                                                  decoder_depth=4, decoder_heads=4)  # fmt: skip
+        g = torch.Generator().manual_seed(0)
+        crops = torch.rand(MAE_BATCH, 3, 32, 32, generator=g)
+
+        def make_views() -> Views:
+            return Views(batches=[{"x": crops}], masks=[random_patch_mask(MAE_BATCH, 64, 0.75, g)])
+
+        batch = MAE_BATCH
+    else:
+        encoder = ViTEncoder("tiny", image_size=32, patch_size=4)
+        objective = DINOObjective(192, encoder=encoder, **DINO_HEAD)
+        tensors, _ = _dino_views(DINO_BATCH)
+        fixed = Views(batches=[{"x": t} for t in tensors], extras={"num_global": 2})
+
+        def make_views() -> Views:
+            return fixed
+
+        batch = DINO_BATCH
+    params = [p for m in (encoder, objective) for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    encoder.train()
+    objective.train()
+    count = [0]
+
+    def forward_backward() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = objective(encoder, make_views())["loss"]
+        loss.backward()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        forward_backward()
+        optimizer.step()
+        count[0] += 1
+        on_step_end = getattr(objective, "on_step_end", None)
+        if on_step_end is not None:
+            on_step_end(count[0], 10_000)
+
+    return step, forward_backward, batch
+
+
+def lightly_step(method: str) -> tuple[Callable[[], None], Callable[[], None], int]:
+    """(one training step, one forward + backward, batch size) of lightly's example module."""
+    import _lightly_vision as lv
+    import torch
+
+    torch.manual_seed(0)
+    if method == "mae":
+        model: Any = lv.LightlyMAE(lv.make_vit(**VIT), decoder_dim=128, decoder_depth=4, decoder_heads=4)
+        optimizer = lv.mae_optimizer(model)
+        images = torch.randn(MAE_BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+        def step() -> None:
+            lv.mae_train_step(model, optimizer, images)
+
+        def forward_backward() -> None:
+            model.training_loss(images).backward()
+
+        return step, forward_backward, MAE_BATCH
+    model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), DINO_HEAD["hidden_dim"],
+                           DINO_HEAD["bottleneck_dim"], DINO_HEAD["out_dim"])  # fmt: skip
+    optimizer = lv.dino_optimizer(model)
+    views, _ = _dino_views(DINO_BATCH)
+    count = [0]
+
+    def dino_step() -> None:
+        count[0] += 1
+        lv.dino_train_step(model, optimizer, views, epoch=1, momentum_step=count[0], momentum_total=10_000)
+
+    def dino_forward_backward() -> None:
+        model.training_loss(views, epoch=1).backward()
+
+    return dino_step, dino_forward_backward, DINO_BATCH
+
+
+def count_gflop(forward_backward: Callable[[], None]) -> float:
+    """GFLOP of one forward + backward, counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        forward_backward()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak_gflops(dtype_name: str = "fp32", size: int = 2048, repeats: int = 8) -> float:
+    """Measured GFLOP/s of a ``size`` x ``size`` matmul at the current thread count (best of ``repeats``)."""
+    import torch
+
+    dtype = torch.float32 if dtype_name == "fp32" else torch.bfloat16
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def bench_steps(report: Report, methods: tuple[str, ...], warmup: int, steps: int) -> None:
+    report.add(impl="machine", case="matmul-2048", metric="peak_gflops", value=matmul_peak_gflops("fp32"))
+    report.add(impl="machine", case="matmul-2048-bf16", metric="peak_gflops", value=matmul_peak_gflops("bf16"))
+    peak = report.values("machine", "matmul-2048", "peak_gflops")[-1]
+    for method in methods:
+        impls = {
+            "lightly": lightly_step(method),
+            "ours": ours_step(method, False),
+            "ours-bf16": ours_step(method, True),
+        }
+        for impl, (step, forward_backward, batch) in impls.items():
+            report.add(impl=impl, case=method, metric="gflop_per_sample", value=count_gflop(forward_backward) / batch)
+            for _ in range(warmup):
+                step()
+        for _ in range(steps):
+            for impl, (step, _, batch) in impls.items():
+                start = time.perf_counter()
+                step()
+                rate = batch / (time.perf_counter() - start)
+                report.add(impl=impl, case=method, metric="step_samples_per_s", value=rate, seed=0)
+                gflop = report.values(impl, method, "gflop_per_sample")[0]
+                report.add(impl=impl, case=method, metric="roofline_fraction", value=gflop * rate / peak, seed=0)
+        print(f"{method}: " + ", ".join(
+            f"{impl} {report.median(impl, method, 'step_samples_per_s'):.1f}/s" for impl in impls))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def _recipe(method: str, epochs: float, train_size: int, precision: str) -> dict[str, Any]:
+    import ssl_vision
+
+    config = ssl_vision.mae(epochs=epochs, train_size=train_size) if method == "mae" else ssl_vision.dino(
+        epochs=epochs, train_size=train_size)  # fmt: skip
+    config["train"]["precision"] = precision
+    return config
+
+
+def _train_images(root: Path, limit: int | None) -> list[Path]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    samples = make_dataset(str(root / "train"), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+    return [Path(p) for p, _ in samples][:limit]
+
+
+def ours_e2e(method: str, root: Path, steps: int, precision: str) -> tuple[float, float, int]:
+    """(steady samples/s through ssl-core's loop from the decoded folder, seconds to decode the train folder, N)."""
+    from ssl_core import PipelineConfig, build_pipeline, init_distributed, load_config, train
+    from ssl_vision import decode_images
+
+    paths = _train_images(root, None)
+    start = time.perf_counter()
+    decode_images(paths, progress=False)
+    decode_seconds = time.perf_counter() - start
+    config = _recipe(method, 1, 10_000, precision)
+    config["train"].update({"steps": steps, "progress": False, "log_every": 1})
+    cfg: PipelineConfig = load_config(config)
+    built = build_pipeline(cfg, root=str(root))
+    result = train(encoder=built.encoder, objective=built.objective, views=built.views, dataset=built.splits.train,
+                   collate=built.splits.collate, cfg=cfg.train, ctx=init_distributed("cpu"))  # fmt: skip
+    seconds = [row["seconds"] for row in result.history]
+    rate = (len(seconds) - 1) * cfg.train.batch_size / (seconds[-1] - seconds[0])
+    return rate, decode_seconds, len(paths)
+
+
+def lightly_loader(method: str, root: Path, workers: int, batch: int, limit: int | None = None) -> Any:
+    import _lightly_vision as lv
+    import torch
+    from torch.utils.data import DataLoader, Subset
+    from torchvision.datasets import ImageFolder
+
+    transform = lv.mae_transform(32) if method == "mae" else lv.dino_transform(32, 16, NUM_LOCAL)
+    dataset: Any = ImageFolder(str(root / "train"), transform=transform)
+    if limit is not None:
+        dataset = Subset(dataset, list(range(0, len(dataset), max(1, len(dataset) // limit)))[:limit])
+    return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))  # fmt: skip
+
+
+def lightly_e2e(method: str, root: Path, steps: int, workers: int) -> float:
+    """Steady samples/s of lightly's example loop over ``ImageFolder`` + its transform in DataLoader workers."""
+    import _lightly_vision as lv
+    import torch
+
+    torch.manual_seed(0)
+    batch = MAE_BATCH if method == "mae" else DINO_BATCH
+    loader = iter(lightly_loader(method, root, workers, batch))
+    if method == "mae":
+        model: Any = lv.LightlyMAE(lv.make_vit(**VIT), decoder_dim=128, decoder_depth=4, decoder_heads=4)
+        optimizer = lv.mae_optimizer(model)
+    else:
+        model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), *DINO_HEAD.values())
+        optimizer = lv.dino_optimizer(model)
+    start = 0.0
+    for index in range(steps):
+        if index == 1:
+            start = time.perf_counter()
+        views, _ = next(loader)
+        if method == "mae":
+            lv.mae_train_step(model, optimizer, views[0])
+        else:
+            lv.dino_train_step(model, optimizer, views, epoch=0, momentum_step=0, momentum_total=1)
+    return (steps - 1) * batch / (time.perf_counter() - start)
+
+
+def bench_e2e(report: Report, methods: tuple[str, ...], root: Path, steps: int, workers: int) -> None:
+    for method in methods:
+        rate = lightly_e2e(method, root, steps, workers)
+        report.add(impl="lightly", case=method, metric="e2e_steady_samples_per_s", value=rate, seed=0)
+        for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16")):
+            steady, decode_seconds, n = ours_e2e(method, root, steps, precision)
+            report.add(impl=impl, case=method, metric="e2e_steady_samples_per_s", value=steady, seed=0)
+            report.add(impl=impl, case=method, metric="decode_seconds", value=decode_seconds, seed=0)
+            epoch_rate = n / (decode_seconds + n / steady)
+            report.add(impl=impl, case=method, metric="e2e_epoch_samples_per_s", value=epoch_rate, seed=0)
+        report.add(impl="lightly", case=method, metric="e2e_epoch_samples_per_s", value=rate, seed=0)
+        ours = report.values("ours", method, "e2e_steady_samples_per_s")[-1]
+        print(f"{method} end-to-end: lightly {rate:.1f}/s, ours {ours:.1f}/s")
+
+
+# ----------------------------------------------------------------------------- kNN after pretraining
+
+
+def _knn(encoder: Any, splits: Any, limit: int | None) -> dict[str, float]:
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from ssl_core import KNNEvaluator
+
+    def loader(ds: Any) -> Any:
+        if limit is not None:
+            ds = Subset(ds, list(range(0, len(ds), max(1, len(ds) // limit)))[:limit])
+        return DataLoader(ds, batch_size=500, collate_fn=splits.collate)
+
+    torch.manual_seed(0)
+    return KNNEvaluator(k=(20, 200), temperature=0.07, num_classes=splits.num_classes)(
+        encoder, loader(splits.train), loader(splits.test)
+    )
+
+
+def _record_knn(report: Report, impl: str, method: str, metrics: dict[str, float], seed: int, epochs: float) -> None:
+    for k in (20, 200):
+        report.add(impl=impl, case=method, metric=f"knn_top1@{k}", value=100 * metrics[f"knn_top1@{k}"], seed=seed)
+    print(f"{method} {impl} ({epochs} epochs): kNN top-1 @20 {100 * metrics['knn_top1@20']:.2f}%")
+
+
+def ours_knn(
+    method: str, root: Path, epochs: float, precision: str, limit: int | None
+) -> tuple[dict[str, float], float]:
+    from ssl_core import run
+
+    train_size = limit or 10_000
+    config = _recipe(method, epochs, train_size, precision)
+    config.update({"evaluate": [], "compare_random_init": False, "plots": False})
+    config["train"]["progress"] = True
+    start = time.perf_counter()
+    result = run(config, root=str(root))
+    seconds = time.perf_counter() - start
+    from ssl_vision import cifar10
+
+    return _knn(result.encoder, cifar10(str(root)), limit), seconds
+
+
+def lightly_knn(
+    method: str, root: Path, epochs: int, workers: int, limit: int | None
+) -> tuple[dict[str, float], float]:
+    import _lightly_vision as lv
+    import torch
+    from tqdm.auto import tqdm
+
+    from ssl_core import EncoderBase, Features
+    from ssl_vision import cifar10
+    from ssl_vision._encoders import _Normalize
+
+    torch.manual_seed(0)
+    batch = MAE_BATCH if method == "mae" else DINO_BATCH
+    loader = lightly_loader(method, root, workers, batch, limit)
+    if method == "mae":
+        model: Any = lv.LightlyMAE(lv.make_vit(**VIT), decoder_dim=128, decoder_depth=4, decoder_heads=4)
+        optimizer = lv.mae_optimizer(model)
+    else:
+        model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), *DINO_HEAD.values())
+        optimizer = lv.dino_optimizer(model)
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(epochs):
+        for views, _ in tqdm(loader, desc=f"lightly {method} epoch {epoch}"):
+            if method == "mae":
+                lv.mae_train_step(model, optimizer, views[0])
+            else:
+                lv.dino_train_step(model, optimizer, views, epoch=epoch, momentum_step=epoch, momentum_total=epochs)
+    seconds = time.perf_counter() - start
+
+    class Backbone(EncoderBase):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model, self.normalize = model, _Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+            self.embed_dim = 192
+
+        def forward(self, batch: dict[str, Any], token_mask: Any = None) -> Features:
+            return Features(pooled=self.model.features(self.normalize(batch["x"])))
+
+    return _knn(Backbone(), cifar10(str(root)), limit), seconds
+
+
+def bench_knn(report: Report, methods: tuple[str, ...], root: Path, epochs: float, workers: int,
+              limit: int | None, impls: tuple[str, ...]) -> None:  # fmt: skip
+    from ssl_vision import ViTEncoder, cifar10
+
+    for method in methods:
+        if "random" in impls:
+            import torch
+
+            torch.manual_seed(0)
+            _record_knn(report, "random-init", method, _knn(ViTEncoder("tiny", 32, 4), cifar10(str(root)), limit), 0, 0)
+        if "lightly" in impls:
+            metrics, seconds = lightly_knn(method, root, int(epochs), workers, limit)
+            _record_knn(report, "lightly", method, metrics, 0, epochs)
+            report.add(impl="lightly", case=method, metric="pretrain_seconds", value=seconds, seed=0)
+        for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16")):
+            if impl in impls:
+                metrics, seconds = ours_knn(method, root, epochs, precision, limit)
+                _record_knn(report, impl, method, metrics, 0, epochs)
+                report.add(impl=impl, case=method, metric="pretrain_seconds", value=seconds, seed=0)
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "step", "e2e", "knn"), default="all")
+    parser.add_argument("--methods", default="mae,dino", help="comma-separated: mae, dino")
+    parser.add_argument("--root", type=Path, default=ROOT, help="CIFAR-10 ImageFolder copy with train/ and test/")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for lightly's PIL pipeline")
+    parser.add_argument("--epochs", type=float, default=1.0, help="pretraining epochs for the kNN part")
+    parser.add_argument("--knn-impls", default="random,lightly,ours,ours-bf16")
+    parser.add_argument("--merge", type=Path, action="append", default=[], help="add the rows of earlier JSON files")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    methods = tuple(m for m in args.methods.split(",") if m)
+    if not set(methods) <= set(METHODS):
+        parser.error(f"--methods takes {', '.join(METHODS)}")
+    report = Report("vision_cifar")
+    for path in args.merge:
+        report.merge(path)
+    report.extra["protocol"] = {"vit": VIT, "mae_batch": MAE_BATCH, "dino_batch": DINO_BATCH, "dino_head": DINO_HEAD,
+                                "num_local": NUM_LOCAL, "threads": args.threads, "workers": args.workers,
+                                "epochs": args.epochs, "quick": args.quick}  # fmt: skip
+    root = args.root.resolve()
+    if args.part in ("all", "step"):
+        bench_steps(report, methods, warmup=1 if args.quick else 3, steps=2 if args.quick else 8)
+    needs_data = args.part in ("all", "e2e", "knn")
+    if needs_data and not (root / "train").is_dir():
+        print(f"skipping the data parts: no CIFAR-10 ImageFolder copy at {root} (pass --root)")
+    elif needs_data:
+        if args.part in ("all", "e2e"):
+            bench_e2e(report, methods, root, steps=3 if args.quick else 12, workers=args.workers)
+        if args.part in ("all", "knn"):
+            impls = tuple(args.knn_impls.split(","))
+            bench_knn(report, methods, root, 1 if args.quick else args.epochs, args.workers,
+                      500 if args.quick else None, impls)  # fmt: skip
+    print(report.table())
+    report.write(args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Image encoders: a timm Vision Transformer that drops masked patches, and timm ResNets.
+
+Both take ``batch["x"]`` as ``uint8`` images ``[B, 3, H, W]`` (what the datasets yield)
+or float images in ``[0, 1]`` (what the views yield) and normalise them with their own
+``mean``/``std``, so evaluation batches and augmented views go through the same path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ssl_core import EncoderBase, Features
+
+__all__ = [
+    "VIT_PRESETS",
+    "ResNetEncoder",
+    "ViTEncoder",
+    "sincos_pos_embed_2d",
+    "to_unit_float",
+    "use_explicit_attention",
+]
+
+VIT_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},
+    "small": {"embed_dim": 384, "depth": 12, "num_heads": 6},
+    "base": {"embed_dim": 768, "depth": 12, "num_heads": 12},
+    "large": {"embed_dim": 1024, "depth": 24, "num_heads": 16},
+}
+"""ViT widths as in timm (``vit_{tiny,small,base,large}_*``); image and patch size are separate."""
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_unit_float(images: Tensor) -> Tensor:
+    """``uint8`` images become float in ``[0, 1]``; float images pass through.
+
+    Example:
+        >>> to_unit_float(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)).max().item()
+        1.0
+    """
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    if not images.is_floating_point():
+        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+    return images
+
+
+def use_explicit_attention(blocks: nn.Module, x: Tensor, attention: str) -> None:
+    """Pick timm's attention path for ``x``: ``"explicit"`` (matmul, softmax, matmul) or ``"fused"`` (SDPA).
+
+    ``"auto"`` takes the explicit path on CPU for sequences up to 256 tokens: there
+    PyTorch's fused CPU kernel is no faster in float32 and its bf16 backward is about ten
+    times slower than two batched matmuls (docs/vision.md); elsewhere SDPA (flash attention
+    on GPUs) is kept.
+    """
+    auto = x.device.type == "cpu" and x.shape[-2] <= 256
+    explicit = auto if attention == "auto" else attention == "explicit"
+    for module in blocks.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = not explicit
+
+
+def sincos_pos_embed_2d(dim: int, grid: tuple[int, int], prefix_tokens: int = 1) -> Tensor:
+    """MAE's fixed 2-D sine-cosine position table ``[1, prefix + h * w, dim]`` (prefix rows zero).
+
+    Example:
+        >>> sincos_pos_embed_2d(8, (2, 2)).shape
+        torch.Size([1, 5, 8])
+    """
+    if dim % 4:
+        raise ValueError(f"the sine-cosine table needs a width divisible by 4, got {dim}")
+    h, w = grid
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4.0))
+
+    def encode(pos: Tensor) -> Tensor:
+        angles = pos.reshape(-1, 1) * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    table = torch.cat([encode(xs), encode(ys)], dim=1)  # MAE order: width half first, then height
+    table = torch.cat([torch.zeros(prefix_tokens, dim, dtype=torch.float64), table])
+    return table.float().unsqueeze(0)
+
+
+class _Normalize(nn.Module):
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.ndim != 4 or images.shape[1] != self.mean.shape[1]:
+            raise ValueError(
+                f"expected images [B, {self.mean.shape[1]}, H, W], got shape {tuple(images.shape)}; "
+                "image datasets convert grayscale and RGBA files to RGB"
+            )
+        return (to_unit_float(images) - self.mean) / self.std
+
+
+class ViTEncoder(EncoderBase):
+    """A timm ``VisionTransformer`` whose forward drops masked patch tokens before the blocks.
+
+    ``token_mask`` (``[B, num_patches]``, ``True`` = masked) must mask the same number of
+    patches in every row (MAE's random masking does); the kept tokens stay in patch
+    order. Images of another size than ``image_size`` (DINO's local crops) get the
+    position table resampled by timm. Returns the CLS token after the final norm as
+    ``pooled``, the normed patch tokens as ``tokens`` and each block's output as ``layers``.
+
+    Args:
+        preset: ``"tiny"``, ``"small"``, ``"base"`` or ``"large"`` (widths of timm's ViTs).
+        image_size: the side of the (square) training images; filled from the dataset.
+        patch_size: the side of a patch; must divide ``image_size``.
+        pos_embed: ``"learned"`` (timm's default) or ``"sincos"`` (MAE's fixed table).
+        attention: ``"auto"``, ``"explicit"`` or ``"fused"`` (see :func:`use_explicit_attention`).
+
+    Example:
+        >>> enc = ViTEncoder(preset="tiny", image_size=32, patch_size=8, depth=2)
+        >>> out = enc({"x": torch.zeros(2, 3, 32, 32, dtype=torch.uint8)},
+        ...           token_mask=torch.tensor([[True, False] * 8] * 2))
+        >>> tuple(out.pooled.shape), tuple(out.tokens.shape)
+        ((2, 192), (2, 8, 192))
+    """
+
+    modality: ClassVar[str] = "image"
+    supports_token_mask: ClassVar[bool] = True
+    returns_tokens: ClassVar[bool] = True
+    returns_layers: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        preset: str = "tiny",
+        image_size: int = 224,
+        patch_size: int = 16,
+        *,
+        embed_dim: int | None = None,
+        depth: int | None = None,
+        num_heads: int | None = None,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.0,
+        pos_embed: str = "learned",
+        attention: str = "auto",
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import VisionTransformer
+
+        if preset not in VIT_PRESETS:
+            raise ValueError(f"unknown ViT preset {preset!r}; choose one of {', '.join(VIT_PRESETS)}")
+        if image_size % patch_size:
+            raise ValueError(
+                f"image size {image_size} is not divisible by patch size {patch_size}; resize the images "
+                f"(the dataset's image_size option) or choose a patch size that divides {image_size}"
+            )
+        if attention not in ("auto", "explicit", "fused"):
+            raise ValueError(f"attention must be 'auto', 'explicit' or 'fused', got {attention!r}")
+        if pos_embed not in ("learned", "sincos"):
+            raise ValueError(f"pos_embed must be 'learned' or 'sincos', got {pos_embed!r}")
+        dims = {**VIT_PRESETS[preset]}
+        for key, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
+            if value is not None:
+                dims[key] = value
+        self.vit = VisionTransformer(
+            img_size=image_size,
+            patch_size=patch_size,
+            num_classes=0,
+            mlp_ratio=mlp_ratio,
+            drop_path_rate=drop_path_rate,
+            dynamic_img_size=True,
+            **dims,
+        )
+        self.normalize = _Normalize(mean, std)
+        self.embed_dim = dims["embed_dim"]
+        self.image_size, self.patch_size, self.attention = image_size, patch_size, attention
+        self.grid = (image_size // patch_size, image_size // patch_size)
+        self.num_patches = self.grid[0] * self.grid[1]
+        if pos_embed == "sincos":
+            with torch.no_grad():
+                self.vit.pos_embed.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid))
+            self.vit.pos_embed.requires_grad_(False)
+
+    def _patch_tokens(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        h, w = images.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(
+                f"image size {h}x{w} is not divisible by patch size {self.patch_size}; "
+                f"use crops whose sides are multiples of {self.patch_size}"
+            )
+        x = self.vit.patch_embed.proj(images)  # [B, D, h, w]
+        grid = (x.shape[-2], x.shape[-1])
+        x = self.vit.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        pos = self.vit.pos_embed
+        if grid != self.grid:
+            from timm.layers import resample_abs_pos_embed
+
+            pos = resample_abs_pos_embed(pos, list(grid), list(self.grid), num_prefix_tokens=1)
+        return x + pos[:, 1:], grid
+
+    def forward(self, batch: dict[str, Any], token_mask: Tensor | None = None) -> Features:
+        images = self.normalize(batch["x"])
+        x, grid = self._patch_tokens(images)
+        b, n, d = x.shape
+        if token_mask is not None:
+            if token_mask.shape != (b, n):
+                raise ValueError(
+                    f"token_mask has shape {tuple(token_mask.shape)} but the {grid[0]}x{grid[1]} patch grid "
+                    f"needs [{b}, {n}]; the views' patch_size must match the encoder's ({self.patch_size})"
+                )
+            kept = (~token_mask).sum(1)
+            if bool((kept != kept[0]).any()):
+                raise ValueError("token_mask must keep the same number of patches in every row")
+            x = x[~token_mask].view(b, int(kept[0]), d)
+        cls = (self.vit.cls_token + self.vit.pos_embed[:, :1]).expand(b, -1, -1)
+        x = self.vit.norm_pre(torch.cat([cls, x], dim=1))
+        use_explicit_attention(self.vit.blocks, x, self.attention)
+        layers = []
+        for block in self.vit.blocks:
+            x = block(x)
+            layers.append(x)
+        x = self.vit.norm(x)
+        return Features(pooled=x[:, 0], tokens=x[:, 1:], layers=tuple(layers))
+
+
+class ResNetEncoder(EncoderBase):
+    """A timm ResNet without its classifier; ``pooled`` is the global-average-pooled map.
+
+    ``cifar_stem=True`` swaps the 7x7/2 convolution and max-pool for one 3x3/1 convolution,
+    the usual change for 32-pixel images (SimCLR, solo-learn).
+
+    Example:
+        >>> enc = ResNetEncoder("resnet18", cifar_stem=True)
+        >>> enc({"x": torch.zeros(2, 3, 32, 32, dtype=torch.uint8)}).pooled.shape
+        torch.Size([2, 512])
+    """
+
+    modality: ClassVar[str] = "image"
+
+    def __init__(
+        self,
+        model: str = "resnet18",
+        cifar_stem: bool = False,
+        *,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        import timm
+
+        if not model.startswith(("resnet", "resnext", "wide_resnet", "seresnet")):
+            raise ValueError(f"ResNetEncoder takes a timm ResNet name (resnet18, resnet50, ...), got {model!r}")
+        self.net = timm.create_model(model, pretrained=False, num_classes=0)
+        if cifar_stem:
+            width = self.net.conv1.out_channels
+            self.net.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+            self.net.maxpool = nn.Identity()
+        self.normalize = _Normalize(mean, std)
+        self.embed_dim = int(self.net.num_features)
+
+    def forward(self, batch: dict[str, Any], token_mask: Tensor | None = None) -> Features:
+        return Features(pooled=self.net(self.normalize(batch["x"])))

@@ -1,0 +1,273 @@
+"""Objectives: MAE (masked patch reconstruction) and DINO (self-distillation with an EMA teacher)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl_core import ObjectiveBase, Views, cosine_schedule, ema_update_, make_teacher
+
+from ._encoders import sincos_pos_embed_2d, to_unit_float, use_explicit_attention
+from .functional import dino_loss, mae_loss, patchify, update_center_
+
+__all__ = ["DINOHead", "DINOObjective", "MAEObjective"]
+
+
+class MAEObjective(ObjectiveBase):
+    """MAE: encode the visible patches, decode all of them with mask tokens, regress the masked pixels.
+
+    The decoder is a stack of timm ``Block`` s over ``[CLS, visible + mask tokens]`` with
+    MAE's fixed sine-cosine positions; only the masked tokens go through the pixel head.
+    Paper default decoder: 512 wide, 8 deep, 16 heads.
+
+    Args:
+        embed_dim: the encoder's width (filled by the pipeline).
+        image_size: the side of the training crops; with ``patch_size`` gives the token grid.
+        norm_pix_loss: standardise each target patch (the paper's better setting).
+
+    Example:
+        >>> obj = MAEObjective(embed_dim=192, image_size=32, patch_size=4, decoder_dim=64, decoder_depth=1,
+        ...                    decoder_heads=4)
+        >>> obj.num_patches
+        64
+    """
+
+    requires_tokens: ClassVar[bool] = True
+    requires_token_mask: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        embed_dim: int,
+        image_size: int = 224,
+        patch_size: int = 16,
+        decoder_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        norm_pix_loss: bool = True,
+        channels: int = 3,
+        attention: str = "auto",
+    ) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        if image_size % patch_size:
+            raise ValueError(f"image size {image_size} is not divisible by patch size {patch_size}")
+        self.patch_size, self.norm_pix_loss, self.attention = patch_size, norm_pix_loss, attention
+        grid = (image_size // patch_size, image_size // patch_size)
+        self.num_patches = grid[0] * grid[1]
+        self.decoder_embed = nn.Linear(embed_dim, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.register_buffer("decoder_pos", sincos_pos_embed_2d(decoder_dim, grid), persistent=False)
+        self.decoder = nn.Sequential(
+            *(Block(decoder_dim, decoder_heads, mlp_ratio, qkv_bias=True) for _ in range(decoder_depth))
+        )
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.pixel_head = nn.Linear(decoder_dim, patch_size * patch_size * channels)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, encoder: nn.Module, views: Views) -> dict[str, Tensor]:
+        if not views.masks or views.masks[0] is None:
+            raise ValueError("MAE needs a patch mask from its views (vision.mae_views gives one)")
+        batch, mask = views.batches[0], views.masks[0]
+        if mask.shape[1] != self.num_patches:
+            raise ValueError(
+                f"the views' mask has {mask.shape[1]} patches but the decoder was built for {self.num_patches}; "
+                "give the views and the objective the same image_size and patch_size"
+            )
+        features = encoder(batch, token_mask=mask)
+        if features.tokens is None:
+            raise ValueError(f"{type(encoder).__name__} returned no tokens; MAE needs a ViT-style encoder")
+        visible = self.decoder_embed(torch.cat([features.pooled.unsqueeze(1), features.tokens], dim=1))
+        b, _, d = visible.shape
+        grid_tokens = self.mask_token.to(visible.dtype).expand(b, self.num_patches, d)
+        grid_tokens = grid_tokens.masked_scatter(~mask.unsqueeze(-1), visible[:, 1:])  # visible tokens in patch order
+        x = torch.cat([visible[:, :1], grid_tokens], dim=1) + self.decoder_pos.to(visible.dtype)
+        use_explicit_attention(self.decoder, x, self.attention)
+        x = self.decoder_norm(self.decoder(x))
+        prediction = self.pixel_head(x[:, 1:][mask])  # masked tokens only: [M, p*p*C]
+        target = patchify(to_unit_float(batch["x"]), self.patch_size)[mask]
+        loss = mae_loss(prediction, target, self.norm_pix_loss)
+        return {"loss": loss, "mask_ratio": mask.float().mean().detach()}
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head: 3-layer MLP to a bottleneck, L2 normalisation, weight-normalised last layer.
+
+    ``norm_last_layer=True`` fixes the last layer's norms to 1 (DINO's default), so it is
+    ``F.linear(x, normalize(v))``.
+
+    Example:
+        >>> DINOHead(16, out_dim=32, hidden_dim=64, bottleneck_dim=8)(torch.randn(4, 16)).shape
+        torch.Size([4, 32])
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 65536,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        num_layers: int = 3,
+        use_bn: bool = False,
+        norm_last_layer: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        layers: list[nn.Module] = []
+        width = in_dim
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(width, hidden_dim), *([nn.BatchNorm1d(hidden_dim)] if use_bn else []), nn.GELU()]
+            width = hidden_dim
+        layers.append(nn.Linear(width, bottleneck_dim))
+        self.mlp = nn.Sequential(*layers)
+        for module in self.mlp.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+        self.last_weight = nn.Parameter(torch.empty(out_dim, bottleneck_dim))
+        nn.init.kaiming_uniform_(self.last_weight, a=5**0.5)  # nn.Linear's default
+        self.last_norm = None if norm_last_layer else nn.Parameter(torch.ones(out_dim, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)
+        weight = F.normalize(self.last_weight, dim=1)
+        if self.last_norm is not None:
+            weight = weight * self.last_norm
+        return F.linear(x, weight)
+
+
+class DINOObjective(ObjectiveBase):
+    """DINO: a student matches a momentum teacher's centred, sharpened outputs across crops.
+
+    The teacher (encoder and head) is an EMA of the student (momentum cosine from 0.996
+    to 1); it sees the global crops only, the student sees all crops (all crops of one size
+    in one forward pass). Teacher outputs are centred (momentum 0.9); the teacher temperature
+    warms up linearly (0.04 -> 0.07); the student temperature is 0.1. The head's last layer
+    gets no gradient during the first ``freeze_last_layer_steps`` steps (DINO: one epoch).
+    Works with any encoder that returns ``Features.pooled``. The teacher is what the
+    pipeline evaluates and saves (:meth:`export_encoder`).
+
+    Args:
+        embed_dim: the encoder's width (filled by the pipeline).
+        encoder: the student encoder (the pipeline passes it) to copy into the teacher.
+
+    Example:
+        >>> from ssl_vision._encoders import ResNetEncoder
+        >>> enc = ResNetEncoder("resnet18", cifar_stem=True)
+        >>> obj = DINOObjective(embed_dim=enc.embed_dim, encoder=enc, out_dim=256, hidden_dim=128)
+        >>> sum(p.requires_grad for p in obj.teacher_encoder.parameters())
+        0
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        encoder: nn.Module | None = None,
+        out_dim: int = 65536,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        use_bn_in_head: bool = False,
+        norm_last_layer: bool = True,
+        student_temp: float = 0.1,
+        teacher_temp: float = 0.07,
+        warmup_teacher_temp: float = 0.04,
+        warmup_teacher_temp_steps: int = 0,
+        center_momentum: float = 0.9,
+        momentum: float = 0.996,
+        momentum_end: float = 1.0,
+        freeze_last_layer_steps: int = 0,
+    ) -> None:
+        super().__init__()
+        if encoder is None:
+            raise ValueError(
+                "DINO needs the student encoder to build its teacher; pass encoder=... (the pipeline does)"
+            )
+        self.embed_dim = embed_dim
+        self.head = DINOHead(embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=use_bn_in_head,
+                             norm_last_layer=norm_last_layer)  # fmt: skip
+        self.teacher_encoder = make_teacher(encoder)
+        self.teacher_head = make_teacher(self.head)
+        self.register_buffer("center", torch.zeros(out_dim))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.student_temp, self.teacher_temp, self.warmup_teacher_temp = student_temp, teacher_temp, warmup_teacher_temp
+        self.warmup_teacher_temp_steps, self.center_momentum = warmup_teacher_temp_steps, center_momentum
+        self.momentum, self.momentum_end = momentum, momentum_end
+        self.freeze_last_layer_steps = freeze_last_layer_steps
+        self.__dict__["_student"] = encoder  # a plain reference, not a submodule (no duplicate parameters)
+        self.head.last_weight.register_hook(self._freeze_last_layer)
+
+    def _freeze_last_layer(self, grad: Tensor) -> Tensor:
+        return torch.zeros_like(grad) if int(self.step) < self.freeze_last_layer_steps else grad
+
+    def current_teacher_temp(self) -> float:
+        """The teacher temperature at the current step (linear warm-up, then constant)."""
+        step, warmup = int(self.step), self.warmup_teacher_temp_steps
+        if step >= warmup:
+            return self.teacher_temp
+        return self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * step / warmup
+
+    def forward(self, encoder: nn.Module, views: Views) -> dict[str, Tensor]:
+        self.__dict__["_student"] = encoder
+        num_global = int(views.extras.get("num_global", 2))
+        if len(views) < 2 or num_global < 1:
+            raise ValueError(f"DINO needs at least two views with one global crop, got {len(views)} / {num_global}")
+        groups = _same_shape_groups([v["x"] for v in views.batches])
+        b = views.batches[0]["x"].shape[0]
+        student = torch.cat([self.head(encoder({"x": torch.cat(g)}).pooled) for g in groups]).view(len(views), b, -1)
+        with torch.no_grad():
+            global_x = torch.cat([v["x"] for v in views.batches[:num_global]])
+            teacher = self.teacher_head(self.teacher_encoder({"x": global_x}).pooled).view(num_global, b, -1)
+        temp = self.current_teacher_temp()
+        loss = dino_loss(student, teacher, self.center, self.student_temp, temp)
+        update_center_(self.center, teacher, self.center_momentum)
+        return {
+            "loss": loss,
+            "teacher_temp": torch.tensor(temp),
+            "teacher_entropy": _entropy(teacher, self.center, temp),
+        }
+
+    @torch.no_grad()
+    def on_step_end(self, step: int, max_steps: int) -> None:
+        """EMA update of the teacher (cosine momentum schedule); advance the step counter."""
+        momentum = cosine_schedule(step - 1, max_steps, self.momentum, self.momentum_end)
+        student = self.__dict__["_student"]
+        ema_update_(self.teacher_encoder, student, momentum)
+        ema_update_(self.teacher_head, self.head, momentum)
+        self.step.fill_(step)
+
+    def export_encoder(self, encoder: nn.Module) -> nn.Module:
+        """The EMA teacher: what DINO evaluates and ships."""
+        return self.teacher_encoder
+
+    def train(self, mode: bool = True) -> DINOObjective:
+        super().train(mode)
+        self.teacher_encoder.eval()  # the teacher always runs in eval mode (no dropout, BN running stats)
+        self.teacher_head.eval()
+        return self
+
+
+def _same_shape_groups(tensors: list[Tensor]) -> list[list[Tensor]]:
+    """Consecutive runs of equal-shaped tensors (global crops, then local crops)."""
+    groups: list[list[Tensor]] = []
+    for t in tensors:
+        if groups and groups[-1][0].shape == t.shape:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+@torch.no_grad()
+def _entropy(teacher: Tensor, center: Tensor, temp: float) -> Tensor:
+    probs = F.softmax((teacher.float() - center) / temp, dim=-1)
+    return -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
