@@ -49,6 +49,11 @@ def _images(batch: dict[str, Any]) -> Tensor:
     return images
 
 
+def _no_autocast(images: Tensor) -> torch.autocast:
+    """Augmentation runs in float32 even when the training step runs under autocast."""
+    return torch.autocast(images.device.type, enabled=False)
+
+
 def _check_backend(backend: str) -> None:
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")
@@ -114,6 +119,10 @@ class MAEViews(ViewGeneratorBase):
 
     def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> Views:
         images = _images(batch)
+        with _no_autocast(images):
+            return self._views(images, generator)
+
+    def _views(self, images: Tensor, generator: torch.Generator) -> Views:
         if self.backend == "torchvision":
             crops = _per_image(images, self._torchvision(), generator)
         else:
@@ -214,6 +223,10 @@ class MultiCropViews(ViewGeneratorBase):
 
     def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> Views:
         images = _images(batch)
+        with _no_autocast(images):
+            return self._views(images, generator)
+
+    def _views(self, images: Tensor, generator: torch.Generator) -> Views:
         b = images.shape[0]
         crops: list[Tensor] = []
         kinds = [0] + [1] * (self.num_global - 1)

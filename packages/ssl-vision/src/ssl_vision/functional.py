@@ -74,10 +74,11 @@ def dino_loss(
             f"teacher logits {tuple(teacher_logits.shape)} must be [G, B, K] with G <= V for student "
             f"logits {tuple(student_logits.shape)}"
         )
-    teacher = F.softmax((teacher_logits.float() - center.float()) / teacher_temp, dim=-1)
-    student = F.log_softmax(student_logits.float() / student_temp, dim=-1)
-    # [B, G, K] @ [B, K, V] -> [B, G, V]: every teacher view against every student view
-    cross = -torch.bmm(teacher.transpose(0, 1), student.permute(1, 2, 0)).mean(0)
+    with torch.autocast(student_logits.device.type, enabled=False):  # float32 even inside a bf16 step
+        teacher = F.softmax((teacher_logits.float() - center.float()) / teacher_temp, dim=-1)
+        student = F.log_softmax(student_logits.float() / student_temp, dim=-1)
+        # [B, G, K] @ [B, K, V] -> [B, G, V]: every teacher view against every student view
+        cross = -torch.bmm(teacher.transpose(0, 1), student.permute(1, 2, 0)).mean(0)
     keep = torch.ones(globals_, views, dtype=torch.bool, device=cross.device)
     keep[torch.arange(globals_), torch.arange(globals_)] = False
     pairs = int(keep.sum())
