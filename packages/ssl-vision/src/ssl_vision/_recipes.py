@@ -76,8 +76,9 @@ def dino(preset: str = "cifar", epochs: float = 2, train_size: int = 10_000) -> 
     temperature 0.04 -> 0.07 (warm-up), student 0.1, weight decay 0.04 -> 0.4 (cosine),
     gradient clipping 3.0, last layer frozen for the first epoch, AdamW with lr warm-up.
     ``cifar``: ViT-Tiny/4, 2 x 32 px + 6 x 16 px crops, head 512 / 64 / 2048, batch 64,
-    lr 5e-4 x batch / 256 x 8 (short schedules need the larger rate), bf16. ``paper``: ViT-S/16, 2 x 224 + 10 x 96 crops, head 2048 / 256 / 65536,
-    batch 1024, lr 5e-4 x 1024 / 256, 100 epochs (10 warm-up, 30 of temperature warm-up).
+    lr 5e-4 x batch / 256 x 8 (short schedules need the larger rate), bf16. ``paper``:
+    ViT-S/16, 2 x 224 + 10 x 96 crops, head 2048 / 256 / 65536, batch 1024,
+    lr 5e-4 x 1024 / 256, 100 epochs (10 warm-up, 30 of temperature warm-up).
     """
     if preset == "cifar":
         batch, image, patch, vit, local, n_local = 64, 32, 4, "tiny", 16, 6
