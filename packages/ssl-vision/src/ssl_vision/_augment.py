@@ -83,7 +83,7 @@ def random_resized_crop(
 def rgb_to_gray(images: Tensor) -> Tensor:
     """ITU-R 601 luma, ``[B, 1, H, W]`` (torchvision's ``rgb_to_grayscale``)."""
     r, g, b = images.unbind(1)
-    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
 
 
 def _blend(images: Tensor, other: Tensor, factor: Tensor) -> Tensor:
@@ -226,7 +226,7 @@ def gaussian_blur(
     x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
     x = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="reflect"), kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
     out = images.clone()
-    out[apply] = x.view(n, c, height, width)
+    out[apply] = x.view(n, c, height, width).to(out.dtype)  # autocast may have run the convolutions in bf16
     return out
 
 

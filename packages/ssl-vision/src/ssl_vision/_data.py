@@ -128,7 +128,7 @@ def decode_images(
 
 
 def _folder_split(
-    folder: Path, image_size: int | None, classes: list[str] | None
+    folder: Path, image_size: int | None, classes: list[str] | None, max_per_class: int | None
 ) -> tuple[ImageTensorDataset, list[str]]:
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
@@ -138,6 +138,14 @@ def _folder_split(
         raise ImageDataError(f"{folder} has classes {sorted(set(found) - set(classes))} that the train split lacks")
     mapping = {name: i for i, name in enumerate(classes)}
     samples = make_dataset(str(folder), {c: mapping[c] for c in found}, extensions=IMG_EXTENSIONS)
+    if max_per_class is not None:  # the first files of each class (sorted names), for quick runs
+        seen: Counter[int] = Counter()
+        subset = []
+        for path, label in samples:
+            if seen[label] < max_per_class:
+                seen[label] += 1
+                subset.append((path, label))
+        samples = subset
     images, kept, skipped = decode_images([Path(p) for p, _ in samples], image_size)
     if not kept:
         raise ImageDataError(f"no readable image in {folder} ({len(samples)} files, {len(skipped)} unreadable)")
@@ -150,6 +158,7 @@ def image_folder(
     image_size: int | None = None,
     train: str = "train",
     test: str = "test",
+    max_per_class: int | None = None,
 ) -> DatasetSplits:
     """Images in ImageFolder layout: ``root/{train,test}/<class>/<image>``, decoded once into memory.
 
@@ -159,6 +168,7 @@ def image_folder(
         image_size: resize every image to this square side; ``None`` keeps the files'
             size (which must then be square and shared by all files).
         train, test: the split folder names.
+        max_per_class: keep only the first this-many files of each class in each split.
 
     Example:
         >>> splits = image_folder("../shared/data/cifar10")  # doctest: +SKIP
@@ -174,9 +184,9 @@ def image_folder(
     for split in (train, test):
         if not (base / split).is_dir():
             raise ImageDataError(f"{base / split} is not a folder; root must hold {train}/ and {test}/ class folders")
-    train_set, skipped_train = _folder_split(base / train, image_size, None)
+    train_set, skipped_train = _folder_split(base / train, image_size, None, max_per_class)
     size = int(train_set.images.shape[-1])
-    test_set, skipped_test = _folder_split(base / test, image_size or size, train_set.classes)
+    test_set, skipped_test = _folder_split(base / test, image_size or size, train_set.classes, max_per_class)
     info = {
         "image_size": size,
         "channels": 3,
@@ -187,9 +197,11 @@ def image_folder(
     return DatasetSplits(train_set, test_set, collate_images, "image", len(train_set.classes), info)
 
 
-def _torchvision_cifar(name: str, root: str | None, download: bool, image_size: int | None) -> DatasetSplits:
-    if root is not None and (Path(root).expanduser() / "train").is_dir():
-        return image_folder(root, image_size=image_size)  # an ImageFolder copy (as in ../shared/data/cifar10)
+def _torchvision_cifar(
+    name: str, root: str | None, download: bool, image_size: int | None, max_per_class: int | None
+) -> DatasetSplits:
+    if root is not None and (Path(root).expanduser() / "train").is_dir():  # an ImageFolder copy (../shared/data)
+        return image_folder(root, image_size=image_size, max_per_class=max_per_class)
     from torchvision import datasets
     from torchvision.transforms.v2 import functional as TF
 
@@ -205,15 +217,25 @@ def _torchvision_cifar(name: str, root: str | None, download: bool, image_size: 
     splits = []
     for part in parts:
         images = torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous()
+        targets = torch.tensor(part.targets)
+        if max_per_class is not None:
+            rank = torch.zeros_like(targets)
+            for label in targets.unique():
+                where = (targets == label).nonzero().squeeze(1)
+                rank[where] = torch.arange(len(where))
+            keep = rank < max_per_class
+            images, targets = images[keep], targets[keep]
         if image_size is not None and image_size != images.shape[-1]:
             images = TF.resize(images, [image_size, image_size], antialias=True)
-        splits.append(ImageTensorDataset(images, torch.tensor(part.targets), part.classes))
+        splits.append(ImageTensorDataset(images, targets, part.classes))
     info = {"image_size": int(splits[0].images.shape[-1]), "channels": 3, "classes": splits[0].classes,
             "root": str(folder), "skipped": []}  # fmt: skip
     return DatasetSplits(splits[0], splits[1], collate_images, "image", len(splits[0].classes), info)
 
 
-def cifar10(root: str | None = None, download: bool = True, image_size: int | None = None) -> DatasetSplits:
+def cifar10(
+    root: str | None = None, download: bool = True, image_size: int | None = None, max_per_class: int | None = None
+) -> DatasetSplits:
     """CIFAR-10 through ``torchvision.datasets.CIFAR10`` (downloaded to ``~/.cache/ssl-vision`` when online).
 
     A ``root`` holding ``train/`` and ``test/`` ImageFolder trees is read with :func:`image_folder`.
@@ -223,9 +245,11 @@ def cifar10(root: str | None = None, download: bool = True, image_size: int | No
         >>> splits.num_classes  # doctest: +SKIP
         10
     """
-    return _torchvision_cifar("cifar10", root, download, image_size)
+    return _torchvision_cifar("cifar10", root, download, image_size, max_per_class)
 
 
-def cifar100(root: str | None = None, download: bool = True, image_size: int | None = None) -> DatasetSplits:
+def cifar100(
+    root: str | None = None, download: bool = True, image_size: int | None = None, max_per_class: int | None = None
+) -> DatasetSplits:
     """CIFAR-100 through ``torchvision.datasets.CIFAR100``; see :func:`cifar10`."""
-    return _torchvision_cifar("cifar100", root, download, image_size)
+    return _torchvision_cifar("cifar100", root, download, image_size, max_per_class)

@@ -61,7 +61,7 @@ def use_explicit_attention(blocks: nn.Module, x: Tensor, attention: str) -> None
     explicit = auto if attention == "auto" else attention == "explicit"
     for module in blocks.modules():
         if hasattr(module, "fused_attn"):
-            module.fused_attn = not explicit
+            setattr(module, "fused_attn", not explicit)  # noqa: B010 - a timm attribute, not a module
 
 
 def sincos_pos_embed_2d(dim: int, grid: tuple[int, int], prefix_tokens: int = 1) -> Tensor:
@@ -87,6 +87,9 @@ def sincos_pos_embed_2d(dim: int, grid: tuple[int, int], prefix_tokens: int = 1)
 
 
 class _Normalize(nn.Module):
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
@@ -171,7 +174,9 @@ class ViTEncoder(EncoderBase):
             mlp_ratio=mlp_ratio,
             drop_path_rate=drop_path_rate,
             dynamic_img_size=True,
-            **dims,
+            embed_dim=dims["embed_dim"],
+            depth=dims["depth"],
+            num_heads=dims["num_heads"],
         )
         self.normalize = _Normalize(mean, std)
         self.embed_dim = dims["embed_dim"]
@@ -180,8 +185,14 @@ class ViTEncoder(EncoderBase):
         self.num_patches = self.grid[0] * self.grid[1]
         if pos_embed == "sincos":
             with torch.no_grad():
-                self.vit.pos_embed.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid))
-            self.vit.pos_embed.requires_grad_(False)
+                self._positions().copy_(sincos_pos_embed_2d(self.embed_dim, self.grid))
+            self._positions().requires_grad_(False)
+
+    def _positions(self) -> Tensor:
+        pos = self.vit.pos_embed
+        if pos is None:  # pragma: no cover - timm builds it for every absolute-position ViT
+            raise RuntimeError("the timm ViT has no absolute position table")
+        return pos
 
     def _patch_tokens(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
         h, w = images.shape[-2:]
@@ -193,9 +204,9 @@ class ViTEncoder(EncoderBase):
         x = self.vit.patch_embed.proj(images)  # [B, D, h, w]
         grid = (x.shape[-2], x.shape[-1])
         x = self.vit.patch_embed.norm(x.flatten(2).transpose(1, 2))
-        pos = self.vit.pos_embed
+        pos = self._positions()
         if grid != self.grid:
-            from timm.layers import resample_abs_pos_embed
+            from timm.layers.pos_embed import resample_abs_pos_embed
 
             pos = resample_abs_pos_embed(pos, list(grid), list(self.grid), num_prefix_tokens=1)
         return x + pos[:, 1:], grid
@@ -214,7 +225,10 @@ class ViTEncoder(EncoderBase):
             if bool((kept != kept[0]).any()):
                 raise ValueError("token_mask must keep the same number of patches in every row")
             x = x[~token_mask].view(b, int(kept[0]), d)
-        cls = (self.vit.cls_token + self.vit.pos_embed[:, :1]).expand(b, -1, -1)
+        cls_token = self.vit.cls_token
+        if cls_token is None:  # pragma: no cover - built with class_token=True
+            raise RuntimeError("the timm ViT has no class token")
+        cls = (cls_token + self._positions()[:, :1]).expand(b, -1, -1)
         x = self.vit.norm_pre(torch.cat([cls, x], dim=1))
         use_explicit_attention(self.vit.blocks, x, self.attention)
         layers = []
@@ -254,11 +268,11 @@ class ResNetEncoder(EncoderBase):
             raise ValueError(f"ResNetEncoder takes a timm ResNet name (resnet18, resnet50, ...), got {model!r}")
         self.net = timm.create_model(model, pretrained=False, num_classes=0)
         if cifar_stem:
-            width = self.net.conv1.out_channels
+            width = int(getattr(self.net.conv1, "out_channels"))  # noqa: B009
             self.net.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
             self.net.maxpool = nn.Identity()
         self.normalize = _Normalize(mean, std)
-        self.embed_dim = int(self.net.num_features)
+        self.embed_dim = int(getattr(self.net, "num_features"))  # noqa: B009
 
     def forward(self, batch: dict[str, Any], token_mask: Tensor | None = None) -> Features:
         return Features(pooled=self.net(self.normalize(batch["x"])))

@@ -37,6 +37,7 @@ class MAEObjective(ObjectiveBase):
 
     requires_tokens: ClassVar[bool] = True
     requires_token_mask: ClassVar[bool] = True
+    decoder_pos: Tensor
 
     def __init__(
         self,
@@ -168,6 +169,9 @@ class DINOObjective(ObjectiveBase):
         >>> sum(p.requires_grad for p in obj.teacher_encoder.parameters())
         0
     """
+
+    center: Tensor
+    step: Tensor
 
     def __init__(
         self,

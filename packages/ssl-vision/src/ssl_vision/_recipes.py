@@ -18,7 +18,7 @@ from typing import Any
 
 __all__ = ["dino", "mae"]
 
-_EVALUATE = [
+_EVALUATE: list[dict[str, Any]] = [
     {"name": "core.knn", "k": [20, 200], "temperature": 0.07},
     {"name": "core.linear_probe"},
 ]

@@ -49,6 +49,12 @@ def _images(batch: dict[str, Any]) -> Tensor:
     return images
 
 
+def _pair(values: Sequence[float]) -> tuple[float, float]:
+    if len(values) != 2:
+        raise ValueError(f"expected a (low, high) pair, got {values!r}")
+    return float(values[0]), float(values[1])
+
+
 def _no_autocast(images: Tensor) -> torch.autocast:
     """Augmentation runs in float32 even when the training step runs under autocast."""
     return torch.autocast(images.device.type, enabled=False)
@@ -100,7 +106,7 @@ class MAEViews(ViewGeneratorBase):
             raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         _check_backend(backend)
         self.image_size, self.patch_size, self.mask_ratio = image_size, patch_size, mask_ratio
-        self.crop_scale, self.flip_p, self.backend = tuple(crop_scale), flip_p, backend
+        self.crop_scale, self.flip_p, self.backend = _pair(crop_scale), flip_p, backend
         self.num_patches = (image_size // patch_size) ** 2
         self._transform: Callable[[Tensor], Tensor] | None = None
 
@@ -120,7 +126,9 @@ class MAEViews(ViewGeneratorBase):
     def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> Views:
         images = _images(batch)
         with _no_autocast(images):
-            return self._views(images, generator)
+            views = self._views(images, generator)
+        views.batches = [{**batch, **view} for view in views.batches]  # keep labels and other keys
+        return views
 
     def _views(self, images: Tensor, generator: torch.Generator) -> Views:
         if self.backend == "torchvision":
@@ -183,10 +191,10 @@ class MultiCropViews(ViewGeneratorBase):
         _check_backend(backend)
         self.global_size = global_size or image_size
         self.local_size, self.num_global, self.num_local = local_size, num_global, num_local
-        self.global_scale, self.local_scale = tuple(global_scale), tuple(local_scale)
+        self.global_scale, self.local_scale = _pair(global_scale), _pair(local_scale)
         self.flip_p, self.jitter_p, self.gray_p = flip_p, jitter_p, gray_p
         self.jitter = (brightness, contrast, saturation, hue)
-        self.blur_p, self.blur_sigma, self.solarize_p = tuple(blur_p), tuple(blur_sigma), tuple(solarize_p)
+        self.blur_p, self.blur_sigma, self.solarize_p = tuple(blur_p), _pair(blur_sigma), tuple(solarize_p)
         self.backend = backend
         self._transforms: dict[int, Callable[[Tensor], Tensor]] = {}
 
@@ -224,7 +232,9 @@ class MultiCropViews(ViewGeneratorBase):
     def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> Views:
         images = _images(batch)
         with _no_autocast(images):
-            return self._views(images, generator)
+            views = self._views(images, generator)
+        views.batches = [{**batch, **view} for view in views.batches]  # keep labels and other keys
+        return views
 
     def _views(self, images: Tensor, generator: torch.Generator) -> Views:
         b = images.shape[0]

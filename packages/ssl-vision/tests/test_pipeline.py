@@ -1,0 +1,90 @@
+"""MAE and DINO through ssl-core's pipeline: recipes, real CIFAR-10 data, teacher export, exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import ssl_vision
+from ssl_core import ConfigError, hookimpl, load_checkpoint, load_config, load_encoder, run
+from ssl_core._hooks import make_plugin_manager
+
+TINY_VIT = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2"]
+QUIET = ["train.progress=false", "plots=false", "compare_random_init=false", "train.precision=fp32"]
+
+
+def dino_overrides(steps: int) -> list[str]:
+    return [*TINY_VIT, *QUIET, f"train.steps={steps}", "train.batch_size=4", "train.warmup_steps=1",
+            "views.num_local=2", "views.local_size=16", "objective.out_dim=64", "objective.hidden_dim=32",
+            "objective.bottleneck_dim=16", "objective.freeze_last_layer_steps=1",
+            "objective.warmup_teacher_temp_steps=2", "train.checkpoint_every=2", "train.log_every=1",
+            "evaluate=[]"]  # fmt: skip
+
+
+@pytest.mark.parametrize("preset", ["cifar", "paper"])
+def test_recipes_are_valid_pipelines(preset: str) -> None:
+    for recipe in (ssl_vision.mae, ssl_vision.dino):
+        cfg = load_config(recipe(preset=preset))
+        assert cfg.evaluate[0].name == "core.knn" and cfg.evaluate[0].params["k"] == [20, 200]
+    with pytest.raises(ValueError, match="presets"):
+        ssl_vision.mae(preset="huge")
+
+
+def test_mae_learns_on_real_cifar_images(cifar_root: Path) -> None:
+    overrides = [*TINY_VIT, *QUIET, "data.max_per_class=20", "train.steps=40", "train.batch_size=32",
+                 "train.warmup_steps=4", "train.lr=2e-3", "train.log_every=1", "objective.decoder_dim=32",
+                 "objective.decoder_depth=1", "objective.decoder_heads=2",
+                 'evaluate=[{name="core.knn", k=[5]}]']  # fmt: skip
+    result = run("vision.mae", overrides=overrides, root=str(cifar_root))
+    losses = [row["loss"] for row in result.history]
+    assert sum(losses[-5:]) / 5 < 0.9 * sum(losses[:5]) / 5, losses
+    knn = result.metrics["evaluations"]["core.knn"]["knn_top1@5"]
+    assert 0.0 <= knn <= 1.0
+
+
+def test_dino_saves_and_evaluates_the_teacher(image_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run("vision.dino", overrides=dino_overrides(3), root=str(image_tree), out=out)
+    objective_teacher = result.encoder
+    state = load_checkpoint(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    teacher_state = {k[len("objective.teacher_encoder."):]: v for k, v in state["model"].items()
+                     if k.startswith("objective.teacher_encoder.")}  # fmt: skip
+    assert teacher_state.keys() == state["encoder"].keys()
+    assert all(torch.equal(teacher_state[k], state["encoder"][k]) for k in teacher_state)
+    student = {k[len("encoder.") :]: v for k, v in state["model"].items() if k.startswith("encoder.")}
+    assert any(not torch.equal(student[k], teacher_state[k]) for k in student), "the teacher must differ"
+    loaded = load_encoder(out, root=str(image_tree)).encoder
+    batch = {"x": torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)}
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(batch).pooled, objective_teacher.eval()(batch).pooled, atol=1e-6)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAtTwo:
+    @hookimpl
+    def ssl_on_step_end(self, step: int, metrics: dict[str, float]) -> None:
+        if step == 2:
+            raise _Interrupt
+
+
+def test_dino_resume_continues_exactly(image_tree: Path, tmp_path: Path) -> None:
+    straight = run("vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "a")
+    hooks = make_plugin_manager(load_entry_points=False)
+    hooks.register(_StopAtTwo())
+    with pytest.raises(_Interrupt):  # killed after the step-2 checkpoint of a 4-step run
+        run("vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "b", hooks=hooks)
+    resumed = run("vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "b", resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-000004.pt", weights_only=False)["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-000004.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a), "teacher, centre and step counter must resume exactly"
+
+
+def test_patch_size_that_does_not_divide_the_images_is_a_config_error(image_tree: Path) -> None:
+    with pytest.raises(ConfigError, match="not divisible by patch size"):
+        run("vision.mae", overrides=[*QUIET, "encoder.patch_size=5", "train.steps=1"], root=str(image_tree))
