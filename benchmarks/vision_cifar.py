@@ -8,7 +8,8 @@ depth 12, 3 heads). MAE: decoder 128 x 4 (4 heads), mask 75%, batch 128. DINO: h
 Parts (``--part``, default all):
 
 * ``step``: the model step alone (forward, loss, backward, optimizer, EMA), on ready-made
-  views, steps interleaved between implementations. Rows ``step_samples_per_s``;
+  views, steps interleaved between implementations; ours with ssl-core's optimizer (fused
+  AdamW), lightly with its examples' (AdamW for MAE, Adam for DINO, torch defaults). Rows ``step_samples_per_s``;
   ``gflop_per_sample`` (counted by ``torch.utils.flop_counter`` over forward + backward)
   and ``roofline_fraction`` (GFLOP per sample x samples/s over the measured 2048 x 2048
   matmul peak at the same thread count and fp32, row ``peak_gflops`` under impl ``machine``).
@@ -91,8 +92,7 @@ def ours_step(method: str, bf16: bool) -> tuple[Callable[[], None], Callable[[],
             return fixed
 
         batch = DINO_BATCH
-    params = [p for m in (encoder, objective) for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    optimizer = _make_optimizer(PretrainModel(encoder, objective), TrainConfig(lr=1e-4))  # what ssl-core's loop uses
     encoder.train()
     objective.train()
     count = [0]
