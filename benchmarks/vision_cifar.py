@@ -67,7 +67,8 @@ def ours_step(method: str, bf16: bool) -> tuple[Callable[[], None], Callable[[],
     """(one training step, one forward + backward for FLOP counting, batch size) of our MAE or DINO."""
     import torch
 
-    from ssl_core import Views
+    from ssl_core import TrainConfig, Views
+    from ssl_core._train import PretrainModel, _make_optimizer
     from ssl_vision import DINOObjective, MAEObjective, ViTEncoder, random_patch_mask
 
     torch.manual_seed(0)
