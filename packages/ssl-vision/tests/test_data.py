@@ -77,3 +77,56 @@ def test_shared_cifar_subset_has_ten_classes(cifar_root: Path) -> None:
     splits = cifar10(str(cifar_root), max_per_class=3)
     assert len(splits.train) == 30 and len(splits.test) == 30 and splits.num_classes == 10
     assert splits.train.images.shape[1:] == (3, 32, 32)
+
+
+def _fake_cifar_archive(folder: Path, per_batch: int = 4) -> tuple[Path, dict[str, str]]:
+    """A cifar-10-python.tar.gz in torchvision's layout (5 train batches, 1 test batch, meta), with md5s."""
+    import hashlib
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    inner = folder / "build" / "cifar-10-batches-py"
+    inner.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        batch = {
+            "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            "labels": [i % 10 for i in range(per_batch)],
+        }
+        (inner / name).write_bytes(pickle.dumps(batch))
+    (inner / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}))
+    archive = folder / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(inner, arcname="cifar-10-batches-py")
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in [*inner.iterdir(), archive]}
+    return archive, md5
+
+
+def test_cifar10_downloads_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real download path (torchvision over HTTP), served from a local archive since the network is unavailable."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from torchvision.datasets import CIFAR10
+
+    archive, md5 = _fake_cifar_archive(tmp_path / "server")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(archive.parent))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{server.server_port}/{archive.name}")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5[archive.name])
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    try:
+        splits = cifar10(str(tmp_path / "cache"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(splits.train) == 20 and len(splits.test) == 4 and splits.num_classes == 10
+    assert splits.train[0][0].shape == (3, 32, 32) and splits.info["image_size"] == 32
+    assert len(cifar10(str(tmp_path / "cache"), download=False, max_per_class=1).train) == 4  # labels 0-3 occur
