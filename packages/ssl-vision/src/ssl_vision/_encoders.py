@@ -52,12 +52,14 @@ def to_unit_float(images: Tensor) -> Tensor:
 def use_explicit_attention(blocks: nn.Module, x: Tensor, attention: str) -> None:
     """Pick timm's attention path for ``x``: ``"explicit"`` (matmul, softmax, matmul) or ``"fused"`` (SDPA).
 
-    ``"auto"`` takes the explicit path on CPU for sequences up to 256 tokens: there
-    PyTorch's fused CPU kernel is no faster in float32 and its bf16 backward is about ten
-    times slower than two batched matmuls (docs/vision.md); elsewhere SDPA (flash attention
-    on GPUs) is kept.
+    ``"auto"`` takes the explicit path on CPU under bf16/fp16 autocast for sequences up to
+    256 tokens: there PyTorch's fused CPU kernel's backward is about ten times slower than
+    two batched matmuls (docs/vision.md). In float32 and on GPUs (flash attention) the fused
+    kernel is as fast or faster and is kept.
     """
-    auto = x.device.type == "cpu" and x.shape[-2] <= 256
+    device = x.device.type
+    low_precision = x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(device)
+    auto = device == "cpu" and low_precision and x.shape[-2] <= 256
     explicit = auto if attention == "auto" else attention == "explicit"
     for module in blocks.modules():
         if hasattr(module, "fused_attn"):
