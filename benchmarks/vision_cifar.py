@@ -336,7 +336,7 @@ def _record_knn(report: Report, impl: str, method: str, metrics: dict[str, float
 
 
 def ours_knn(
-    method: str, root: Path, epochs: float, precision: str, limit: int | None
+    method: str, root: Path, epochs: float, precision: str, limit: int | None, overrides: list[str] | None = None
 ) -> tuple[dict[str, float], float]:
     from ssl_core import run
 
@@ -345,7 +345,7 @@ def ours_knn(
     config.update({"evaluate": [], "compare_random_init": False, "plots": False})
     config["train"]["progress"] = True
     start = time.perf_counter()
-    result = run(config, root=str(root))
+    result = run(config, root=str(root), overrides=overrides or [])
     seconds = time.perf_counter() - start
     from ssl_vision import cifar10
 
@@ -395,7 +395,7 @@ def lightly_knn(
 
 
 def bench_knn(report: Report, methods: tuple[str, ...], root: Path, epochs: float, workers: int,
-              limit: int | None, impls: tuple[str, ...]) -> None:  # fmt: skip
+              limit: int | None, impls: tuple[str, ...], overrides: list[str], label: str = "") -> None:  # fmt: skip
     from ssl_vision import ViTEncoder, cifar10
 
     for method in methods:
@@ -410,7 +410,8 @@ def bench_knn(report: Report, methods: tuple[str, ...], root: Path, epochs: floa
             report.add(impl="lightly", case=method, metric="pretrain_seconds", value=seconds, seed=0)
         for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16")):
             if impl in impls:
-                metrics, seconds = ours_knn(method, root, epochs, precision, limit)
+                metrics, seconds = ours_knn(method, root, epochs, precision, limit, overrides)
+                impl = impl + label
                 _record_knn(report, impl, method, metrics, 0, epochs)
                 report.add(impl=impl, case=method, metric="pretrain_seconds", value=seconds, seed=0)
 
@@ -424,6 +425,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for lightly's PIL pipeline")
     parser.add_argument("--epochs", type=float, default=1.0, help="pretraining epochs for the kNN part")
     parser.add_argument("--knn-impls", default="random,lightly,ours,ours-bf16")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="key=value override for our kNN runs (an ablation); label them with --label")  # fmt: skip
+    parser.add_argument("--label", default="", help="suffix for our impl names in the kNN rows, e.g. -rawpix")
     parser.add_argument("--merge", type=Path, action="append", default=[], help="add the rows of earlier JSON files")
     args = parser.parse_args()
 
@@ -451,7 +455,7 @@ def main() -> None:
         if args.part in ("all", "knn"):
             impls = tuple(args.knn_impls.split(","))
             bench_knn(report, methods, root, 1 if args.quick else args.epochs, args.workers,
-                      500 if args.quick else None, impls)  # fmt: skip
+                      500 if args.quick else None, impls, args.overrides, args.label)  # fmt: skip
     print(report.table())
     report.write(args.json)
 
