@@ -301,3 +301,13 @@ def test_mae_under_bf16_autocast_gives_a_float32_loss_close_to_fp32() -> None:
         half = objective(encoder, views)["loss"]
     assert half.dtype == torch.float32
     assert abs(float(half.detach()) - float(full.detach())) < 0.05 * float(full.detach())
+
+
+def test_mae_weight_init_is_xavier_and_unknown_names_are_rejected() -> None:
+    torch.manual_seed(0)
+    encoder = tiny_vit(weight_init="mae")
+    fc1 = encoder.vit.blocks[0].mlp.fc1
+    bound = (6 / (fc1.in_features + fc1.out_features)) ** 0.5
+    assert float(fc1.weight.detach().abs().max()) <= bound and float(fc1.bias.detach().abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="weight_init"):
+        tiny_vit(weight_init="xavier")

@@ -121,6 +121,7 @@ class ViTEncoder(EncoderBase):
         patch_size: the side of a patch; must divide ``image_size``.
         pos_embed: ``"learned"`` (timm's default) or ``"sincos"`` (MAE's fixed table).
         attention: ``"auto"``, ``"explicit"`` or ``"fused"`` (see :func:`use_explicit_attention`).
+        weight_init: ``"timm"`` (truncated normal) or ``"mae"`` (MAE's Xavier-uniform scheme).
 
     Example:
         >>> enc = ViTEncoder(preset="tiny", image_size=32, patch_size=8, depth=2)
@@ -148,6 +149,7 @@ class ViTEncoder(EncoderBase):
         drop_path_rate: float = 0.0,
         pos_embed: str = "learned",
         attention: str = "auto",
+        weight_init: str = "timm",
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
@@ -161,6 +163,8 @@ class ViTEncoder(EncoderBase):
                 f"image size {image_size} is not divisible by patch size {patch_size}; resize the images "
                 f"(the dataset's image_size option) or choose a patch size that divides {image_size}"
             )
+        if weight_init not in ("timm", "mae"):
+            raise ValueError(f"weight_init must be 'timm' or 'mae', got {weight_init!r}")
         if attention not in ("auto", "explicit", "fused"):
             raise ValueError(f"attention must be 'auto', 'explicit' or 'fused', got {attention!r}")
         if pos_embed not in ("learned", "sincos"):
@@ -185,10 +189,28 @@ class ViTEncoder(EncoderBase):
         self.image_size, self.patch_size, self.attention = image_size, patch_size, attention
         self.grid = (image_size // patch_size, image_size // patch_size)
         self.num_patches = self.grid[0] * self.grid[1]
+        if weight_init == "mae":
+            self._mae_init()
         if pos_embed == "sincos":
             with torch.no_grad():
                 self._positions().copy_(sincos_pos_embed_2d(self.embed_dim, self.grid))
             self._positions().requires_grad_(False)
+
+    @torch.no_grad()
+    def _mae_init(self) -> None:
+        """MAE's initialisation: Xavier-uniform linear layers and patch projection, zero biases, CLS ~ N(0, 0.02)."""
+        for module in self.vit.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        proj = self.vit.patch_embed.proj.weight
+        nn.init.xavier_uniform_(proj.view(proj.shape[0], -1))
+        if self.vit.cls_token is not None:
+            nn.init.normal_(self.vit.cls_token, std=0.02)
 
     def _positions(self) -> Tensor:
         pos = self.vit.pos_embed
