@@ -353,7 +353,7 @@ def ours_knn(
 
 
 def lightly_knn(
-    method: str, root: Path, epochs: int, workers: int, limit: int | None
+    method: str, root: Path, epochs: int, workers: int, limit: int | None, per_step_ema: bool = False
 ) -> tuple[dict[str, float], float]:
     import _lightly_vision as lv
     import torch
@@ -375,11 +375,15 @@ def lightly_knn(
     start = time.perf_counter()
     model.train()
     for epoch in range(epochs):
-        for views, _ in tqdm(loader, desc=f"lightly {method} epoch {epoch}"):
+        for index, (views, _) in enumerate(tqdm(loader, desc=f"lightly {method} epoch {epoch}")):
             if method == "mae":
                 lv.mae_train_step(model, optimizer, views[0])
             else:
-                lv.dino_train_step(model, optimizer, views, epoch=epoch, momentum_step=epoch, momentum_total=epochs)
+                if per_step_ema:  # DINO's own schedule: cosine over iterations
+                    step, total = epoch * len(loader) + index, epochs * len(loader)
+                else:  # lightly's example: cosine over epochs (with one epoch the momentum is 1 throughout)
+                    step, total = epoch, epochs
+                lv.dino_train_step(model, optimizer, views, epoch=epoch, momentum_step=step, momentum_total=total)
     seconds = time.perf_counter() - start
 
     class Backbone(EncoderBase):
@@ -404,10 +408,11 @@ def bench_knn(report: Report, methods: tuple[str, ...], root: Path, epochs: floa
 
             torch.manual_seed(0)
             _record_knn(report, "random-init", method, _knn(ViTEncoder("tiny", 32, 4), cifar10(str(root)), limit), 0, 0)
-        if "lightly" in impls:
-            metrics, seconds = lightly_knn(method, root, int(epochs), workers, limit)
-            _record_knn(report, "lightly", method, metrics, 0, epochs)
-            report.add(impl="lightly", case=method, metric="pretrain_seconds", value=seconds, seed=0)
+        for name, per_step in (("lightly", False), ("lightly-per-step-ema", True)):
+            if name in impls and (method == "dino" or not per_step):
+                metrics, seconds = lightly_knn(method, root, int(epochs), workers, limit, per_step)
+                _record_knn(report, name, method, metrics, 0, epochs)
+                report.add(impl=name, case=method, metric="pretrain_seconds", value=seconds, seed=0)
         for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16")):
             if impl in impls:
                 metrics, seconds = ours_knn(method, root, epochs, precision, limit, overrides)
