@@ -428,6 +428,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="CIFAR-10 ImageFolder copy with train/ and test/")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for lightly's PIL pipeline")
+    parser.add_argument("--e2e-steps", type=int, default=12, help="training steps per end-to-end measurement")
     parser.add_argument("--epochs", type=float, default=1.0, help="pretraining epochs for the kNN part")
     parser.add_argument("--knn-impls", default="random,lightly,ours,ours-bf16")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -456,7 +457,7 @@ def main() -> None:
         print(f"skipping the data parts: no CIFAR-10 ImageFolder copy at {root} (pass --root)")
     elif needs_data:
         if args.part in ("all", "e2e"):
-            bench_e2e(report, methods, root, steps=3 if args.quick else 12, workers=args.workers)
+            bench_e2e(report, methods, root, steps=3 if args.quick else args.e2e_steps, workers=args.workers)
         if args.part in ("all", "knn"):
             impls = tuple(args.knn_impls.split(","))
             bench_knn(report, methods, root, 1 if args.quick else args.epochs, args.workers,
