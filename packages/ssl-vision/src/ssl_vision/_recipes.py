@@ -28,22 +28,27 @@ def _steps(epochs: float, batch_size: int, train_size: int) -> int:
     return max(1, math.ceil(epochs * train_size / batch_size))
 
 
-def mae(preset: str = "cifar", epochs: float = 5, train_size: int = 10_000) -> dict[str, Any]:
-    """MAE: 75% random patch masking, norm-pix MSE, AdamW (0.9, 0.95), weight decay 0.05, warm-up + cosine.
+def mae(preset: str = "cifar", epochs: float = 3, train_size: int = 10_000) -> dict[str, Any]:
+    """MAE: 75% random patch masking, norm-pix MSE on the masked patches, AdamW.
 
-    ``cifar``: ViT-Tiny/4 at 32 px, decoder 128 x 4, batch 128, base lr 1.5e-4 x batch / 256 x 8
-    (short schedules need the larger rate), bf16. ``paper``: ViT-B/16 at 224 px, decoder
-    512 x 8, batch 4096, lr 1.5e-4 x 4096 / 256, 800 epochs with 40 of warm-up (He et al., 2022).
+    ``cifar``: ViT-Tiny/4 at 32 px, decoder 128 x 4, batch 128, bf16, and for few-epoch CPU
+    runs a constant lr 1.5e-4 with torch's AdamW defaults (betas 0.9/0.999, weight decay 0.01):
+    after 3 epochs it gave kNN 31.4% against 29.1% for the paper's schedule scaled up
+    (docs/vision.md). ``paper``: ViT-B/16 at 224 px, decoder 512 x 8, batch 4096, lr
+    1.5e-4 x 4096 / 256, betas 0.9/0.95, weight decay 0.05, 800 epochs with 40 of warm-up, then
+    cosine (He et al., 2022).
     """
     if preset == "cifar":
         batch, image, patch, vit = 128, 32, 4, "tiny"
         decoder = {"decoder_dim": 128, "decoder_depth": 4, "decoder_heads": 4}
-        lr, warmup_epochs, precision, data = 1.5e-4 * batch / 256 * 8, max(epochs / 20, 0.1), "bf16", "vision.cifar10"
+        lr, warmup_epochs, precision, data = 1.5e-4, 0.0, "bf16", "vision.cifar10"
+        optimizer = {"betas": [0.9, 0.999], "weight_decay": 0.01, "min_lr_ratio": 1.0}  # constant lr
     elif preset == "paper":
         batch, image, patch, vit = 4096, 224, 16, "base"
         decoder = {"decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16}
         lr, warmup_epochs, precision, data = 1.5e-4 * batch / 256, 40.0, "bf16", "vision.image_folder"
-        epochs, train_size = 800 if epochs == 5 else epochs, 1_281_167 if train_size == 10_000 else train_size
+        optimizer = {"betas": [0.9, 0.95], "weight_decay": 0.05, "min_lr_ratio": 0.0}
+        epochs, train_size = 800 if epochs == 3 else epochs, 1_281_167 if train_size == 10_000 else train_size
     else:
         raise ValueError(f"vision.mae has presets 'cifar' and 'paper', not {preset!r}")
     steps = _steps(epochs, batch, train_size)
@@ -58,9 +63,8 @@ def mae(preset: str = "cifar", epochs: float = 5, train_size: int = 10_000) -> d
             "steps": steps,
             "batch_size": batch,
             "lr": lr,
-            "betas": [0.9, 0.95],
-            "weight_decay": 0.05,
-            "warmup_steps": _steps(warmup_epochs, batch, train_size),
+            **optimizer,
+            "warmup_steps": _steps(warmup_epochs, batch, train_size) if warmup_epochs else 0,
             "precision": precision,
             "log_every": 10,
             "eval_batch_size": 512,
