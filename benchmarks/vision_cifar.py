@@ -129,15 +129,25 @@ def ours_step(method: str, bf16: bool) -> tuple[Callable[[], None], Callable[[],
     return step, count_forward_backward, batch
 
 
+def lightly_model(method: str) -> tuple[Any, Any]:
+    """lightly's example module for ``method`` on the benchmark ViT, and its example's optimizer."""
+    import _lightly_vision as lv
+
+    if method == "mae":
+        model: Any = lv.LightlyMAE(lv.make_vit(**VIT), decoder_dim=128, decoder_depth=4, decoder_heads=4)
+        return model, lv.mae_optimizer(model)
+    model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), *DINO_HEAD.values())
+    return model, lv.dino_optimizer(model)
+
+
 def lightly_step(method: str) -> tuple[Callable[[], None], Callable[[], None], int]:
     """(one training step, one forward + backward, batch size) of lightly's example module."""
     import _lightly_vision as lv
     import torch
 
     torch.manual_seed(0)
+    model, optimizer = lightly_model(method)
     if method == "mae":
-        model: Any = lv.LightlyMAE(lv.make_vit(**VIT), decoder_dim=128, decoder_depth=4, decoder_heads=4)
-        optimizer = lv.mae_optimizer(model)
         images = torch.randn(MAE_BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
         def step() -> None:
@@ -147,9 +157,6 @@ def lightly_step(method: str) -> tuple[Callable[[], None], Callable[[], None], i
             model.training_loss(images).backward()
 
         return step, forward_backward, MAE_BATCH
-    model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), DINO_HEAD["hidden_dim"],
-                           DINO_HEAD["bottleneck_dim"], DINO_HEAD["out_dim"])  # fmt: skip
-    optimizer = lv.dino_optimizer(model)
     views, _ = _dino_views(DINO_BATCH)
     count = [0]
 
@@ -276,12 +283,7 @@ def lightly_e2e(method: str, root: Path, steps: int, workers: int) -> float:
     torch.manual_seed(0)
     batch = MAE_BATCH if method == "mae" else DINO_BATCH
     loader = iter(lightly_loader(method, root, workers, batch))
-    if method == "mae":
-        model: Any = lv.LightlyMAE(lv.make_vit(**VIT), decoder_dim=128, decoder_depth=4, decoder_heads=4)
-        optimizer = lv.mae_optimizer(model)
-    else:
-        model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), *DINO_HEAD.values())
-        optimizer = lv.dino_optimizer(model)
+    model, optimizer = lightly_model(method)
     start = 0.0
     for index in range(steps):
         if index == 1:
@@ -366,12 +368,7 @@ def lightly_knn(
     torch.manual_seed(0)
     batch = MAE_BATCH if method == "mae" else DINO_BATCH
     loader = lightly_loader(method, root, workers, batch, limit)
-    if method == "mae":
-        model: Any = lv.LightlyMAE(lv.make_vit(**VIT), decoder_dim=128, decoder_depth=4, decoder_heads=4)
-        optimizer = lv.mae_optimizer(model)
-    else:
-        model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), *DINO_HEAD.values())
-        optimizer = lv.dino_optimizer(model)
+    model, optimizer = lightly_model(method)
     start = time.perf_counter()
     model.train()
     for epoch in range(epochs):

@@ -72,6 +72,17 @@ def collate_images(samples: Sequence[tuple[Tensor, int]]) -> dict[str, Any]:
     return {"x": torch.stack(images), "y": torch.tensor(labels, dtype=torch.long)}
 
 
+def _first_per_class(labels: Sequence[int], limit: int) -> list[int]:
+    """Indices of the first ``limit`` items of each label, in order."""
+    seen: Counter[int] = Counter()
+    kept = []
+    for index, label in enumerate(labels):
+        if seen[label] < limit:
+            seen[label] += 1
+            kept.append(index)
+    return kept
+
+
 def decode_images(
     paths: Sequence[Path], image_size: int | None = None, progress: bool = True
 ) -> tuple[Tensor, list[int], list[str]]:
@@ -139,13 +150,7 @@ def _folder_split(
     mapping = {name: i for i, name in enumerate(classes)}
     samples = make_dataset(str(folder), {c: mapping[c] for c in found}, extensions=IMG_EXTENSIONS)
     if max_per_class is not None:  # the first files of each class (sorted names), for quick runs
-        seen: Counter[int] = Counter()
-        subset = []
-        for path, label in samples:
-            if seen[label] < max_per_class:
-                seen[label] += 1
-                subset.append((path, label))
-        samples = subset
+        samples = [samples[i] for i in _first_per_class([label for _, label in samples], max_per_class)]
     images, kept, skipped = decode_images([Path(p) for p, _ in samples], image_size)
     if not kept:
         raise ImageDataError(f"no readable image in {folder} ({len(samples)} files, {len(skipped)} unreadable)")
@@ -219,11 +224,7 @@ def _torchvision_cifar(
         images = torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous()
         targets = torch.tensor(part.targets)
         if max_per_class is not None:
-            rank = torch.zeros_like(targets)
-            for label in targets.unique():
-                where = (targets == label).nonzero().squeeze(1)
-                rank[where] = torch.arange(len(where))
-            keep = rank < max_per_class
+            keep = torch.tensor(_first_per_class(targets.tolist(), max_per_class), dtype=torch.long)
             images, targets = images[keep], targets[keep]
         if image_size is not None and image_size != images.shape[-1]:
             images = TF.resize(images, [image_size, image_size], antialias=True)

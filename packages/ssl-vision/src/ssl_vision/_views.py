@@ -74,7 +74,23 @@ def _per_image(images: Tensor, transform: Callable[[Tensor], Tensor], generator:
         return torch.stack([transform(image) for image in images])
 
 
-class MAEViews(ViewGeneratorBase):
+class _ImageViews(ViewGeneratorBase):
+    """Shared ``__call__``: check the images, run ``_views`` outside autocast, keep the batch's other keys."""
+
+    modality: ClassVar[str] = "image"
+
+    def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> Views:
+        images = _images(batch)
+        with _no_autocast(images):
+            views = self._views(images, generator)
+        views.batches = [{**batch, **view} for view in views.batches]  # keep labels and other keys
+        return views
+
+    def _views(self, images: Tensor, generator: torch.Generator) -> Views:  # pragma: no cover
+        raise NotImplementedError
+
+
+class MAEViews(_ImageViews):
     """One random-resized crop (scale 0.2-1, flip) per image and a random patch mask (MAE).
 
     Args:
@@ -123,13 +139,6 @@ class MAEViews(ViewGeneratorBase):
             )
         return self._transform
 
-    def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> Views:
-        images = _images(batch)
-        with _no_autocast(images):
-            views = self._views(images, generator)
-        views.batches = [{**batch, **view} for view in views.batches]  # keep labels and other keys
-        return views
-
     def _views(self, images: Tensor, generator: torch.Generator) -> Views:
         if self.backend == "torchvision":
             crops = _per_image(images, self._torchvision(), generator)
@@ -141,7 +150,7 @@ class MAEViews(ViewGeneratorBase):
         return Views(batches=[{"x": crops}], masks=[mask.to(crops.device)])
 
 
-class MultiCropViews(ViewGeneratorBase):
+class MultiCropViews(_ImageViews):
     """DINO's multi-crop: ``num_global`` large and ``num_local`` small crops of every image.
 
     Defaults are DINO's (and lightly's ``DINOTransform``): global crops scale 0.4-1,
@@ -210,13 +219,12 @@ class MultiCropViews(ViewGeneratorBase):
         return aug.solarize(x, g, solarize_p)
 
     def _torchvision(self, size: int, scale: tuple[float, float], kind: int) -> Callable[[Tensor], Tensor]:
-        key = kind
-        if key not in self._transforms:
+        if kind not in self._transforms:
             from torchvision.transforms import v2
 
             blur_p, solarize_p = self._probabilities(kind)
             kernel = min(2 * int(3 * self.blur_sigma[1] + 0.999) + 1, 2 * ((size - 1) // 2) + 1)
-            self._transforms[key] = v2.Compose(
+            self._transforms[kind] = v2.Compose(
                 [
                     v2.RandomResizedCrop(size, scale=scale, antialias=True),
                     v2.RandomHorizontalFlip(self.flip_p),
@@ -227,14 +235,7 @@ class MultiCropViews(ViewGeneratorBase):
                     v2.ToDtype(torch.float32, scale=True),
                 ]
             )
-        return self._transforms[key]
-
-    def __call__(self, batch: dict[str, Any], generator: torch.Generator) -> Views:
-        images = _images(batch)
-        with _no_autocast(images):
-            views = self._views(images, generator)
-        views.batches = [{**batch, **view} for view in views.batches]  # keep labels and other keys
-        return views
+        return self._transforms[kind]
 
     def _views(self, images: Tensor, generator: torch.Generator) -> Views:
         b = images.shape[0]
