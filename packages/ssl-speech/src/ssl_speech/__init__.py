@@ -1,7 +1,7 @@
 """Speech plugin for ssl-core: wav2vec 2.0 / HuBERT encoders on torchaudio components, FSDD and audio folders.
 
 Components (entry points, loaded lazily by ssl-core): encoder ``speech.wav2vec2``; views
-``speech.span_mask``; objectives ``speech.wav2vec2``, ``speech.hubert``; evaluator
+``speech.span_mask``, ``speech.multi_crop`` (random crops for DINO-style objectives); objectives ``speech.wav2vec2``, ``speech.hubert``; evaluator
 ``speech.utterance_probe``; datasets ``speech.fsdd``, ``speech.audio_folder``. HuBERT's
 frame labels: :func:`hubert_labels`.
 Importing this package does not import torchaudio or soundfile.
@@ -37,6 +37,7 @@ _LAZY = {
     "Wav2Vec2Encoder": "_encoders",
     "WaveformFrontend": "_encoders",
     "UtteranceProbeEvaluator": "_evaluators",
+    "AudioMultiCropViews": "_views",
     "SpanMaskViews": "_views",
     "HuBERTObjective": "_objectives",
     "hubert": "_recipes",

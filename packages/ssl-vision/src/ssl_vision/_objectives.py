@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -225,12 +225,12 @@ class DINOObjective(ObjectiveBase):
         num_global = int(views.extras.get("num_global", 2))
         if len(views) < 2 or num_global < 1:
             raise ValueError(f"DINO needs at least two views with one global crop, got {len(views)} / {num_global}")
-        groups = _same_shape_groups([v["x"] for v in views.batches])
+        groups = _same_shape_groups(views.batches)
         b = views.batches[0]["x"].shape[0]
-        student = torch.cat([self.head(encoder({"x": torch.cat(g)}).pooled) for g in groups]).view(len(views), b, -1)
+        student = torch.cat([self.head(encoder(_concat(g)).pooled) for g in groups]).view(len(views), b, -1)
         with torch.no_grad():
-            global_x = torch.cat([v["x"] for v in views.batches[:num_global]])
-            teacher = self.teacher_head(self.teacher_encoder({"x": global_x}).pooled).view(num_global, b, -1)
+            global_batch = _concat(views.batches[:num_global])
+            teacher = self.teacher_head(self.teacher_encoder(global_batch).pooled).view(num_global, b, -1)
         temp = self.current_teacher_temp()
         loss = dino_loss(student, teacher, self.center, self.student_temp, temp)
         update_center_(self.center, teacher, self.center_momentum)
@@ -260,15 +260,26 @@ class DINOObjective(ObjectiveBase):
         return self
 
 
-def _same_shape_groups(tensors: list[Tensor]) -> list[list[Tensor]]:
-    """Consecutive runs of equal-shaped tensors (global crops, then local crops)."""
-    groups: list[list[Tensor]] = []
-    for t in tensors:
-        if groups and groups[-1][0].shape == t.shape:
-            groups[-1].append(t)
+def _same_shape_groups(batches: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Consecutive runs of views whose inputs have equal shapes (global crops, then local crops)."""
+    groups: list[list[dict[str, Any]]] = []
+    for batch in batches:
+        if groups and groups[-1][0]["x"].shape == batch["x"].shape:
+            groups[-1].append(batch)
         else:
-            groups.append([t])
+            groups.append([batch])
     return groups
+
+
+def _concat(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """Views stacked along the batch: ``x`` and every per-sample tensor they all carry (audio ``lengths``)."""
+    b = batches[0]["x"].shape[0]
+    out: dict[str, Any] = {}
+    for key, value in batches[0].items():
+        per_sample = [v.get(key) for v in batches]
+        if all(isinstance(t, Tensor) and t.ndim >= 1 and t.shape[0] == b for t in per_sample):
+            out[key] = torch.cat(per_sample)
+    return out
 
 
 @torch.no_grad()
