@@ -36,15 +36,20 @@ __all__ = [
     "LengthBucketBatchSampler",
     "LinearProbeEvaluator",
     "LoadedEncoder",
+    "MultiObjective",
+    "MultiViews",
     "NonFiniteLossError",
     "Objective",
     "ObjectiveBase",
+    "ObjectiveConfig",
     "PipelineConfig",
     "PluginLoadError",
     "Recipe",
     "Registry",
     "RunResult",
     "SSLCoreError",
+    "Stage",
+    "StagedPipeline",
     "ThroughputMeter",
     "TrainConfig",
     "ViewGenerator",
@@ -68,6 +73,8 @@ __all__ = [
     "load_checkpoint",
     "load_config",
     "load_encoder",
+    "load_encoder_state",
+    "load_stages",
     "make_teacher",
     "move_to_device",
     "resolve_device",
@@ -83,7 +90,14 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "BuiltPipeline": "_pipeline",
     "build_pipeline": "_pipeline",
+    "load_encoder_state": "_pipeline",
+    "MultiObjective": "_multi",
+    "MultiViews": "_multi",
+    "Stage": "_stages",
+    "StagedPipeline": "_stages",
+    "load_stages": "_stages",
     "ComponentConfig": "_config",
+    "ObjectiveConfig": "_config",
     "PipelineConfig": "_config",
     "TrainConfig": "_config",
     "load_config": "_config",
@@ -158,7 +172,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._bases import EncoderBase, ObjectiveBase, ViewGeneratorBase
     from ._checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-    from ._config import ComponentConfig, PipelineConfig, TrainConfig, load_config
+    from ._config import ComponentConfig, ObjectiveConfig, PipelineConfig, TrainConfig, load_config
     from ._device import autocast_context, move_to_device, resolve_device
     from ._discovery import scan_plugins
     from ._distributed import DistributedContext, all_gather_with_grad, init_distributed
@@ -175,7 +189,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._hooks import hookimpl
     from ._kmeans import KMeansResult, kmeans, kmeans_predict
     from ._meters import ThroughputMeter
-    from ._pipeline import BuiltPipeline, build_pipeline
+    from ._multi import MultiObjective, MultiViews
+    from ._pipeline import BuiltPipeline, build_pipeline, load_encoder_state
     from ._protocols import (
         DatasetProvider,
         DatasetSplits,
@@ -191,4 +206,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._run import LoadedEncoder, RunResult, evaluate, evaluate_checkpoint, load_encoder, run
     from ._sampler import LengthBucketBatchSampler
     from ._schedules import cosine_schedule, warmup_cosine_lr
+    from ._stages import Stage, StagedPipeline, load_stages
     from ._train import train

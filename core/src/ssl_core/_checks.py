@@ -46,6 +46,8 @@ def check_component(kind: str, name: str, obj: Any, *, plugin: str = "<manual>")
     """
     if not callable(obj):
         raise PluginLoadError(plugin, f"{kind} {name!r} is {type(obj).__name__}, not a class or function")
+    if kind == "task":  # called with keywords only (what it asks for among encoder, splits, out_dir, seed, ...)
+        return
     if kind in ("dataset", "recipe"):
         count = 0
         if not _accepts_positional(obj, count, bound=False):

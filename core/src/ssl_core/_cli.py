@@ -143,6 +143,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run(source, out=args.out, overrides=args.set, resume=args.resume, root=args.root)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports (the group is gone by now)
         return 0
+    if "stages" in result.metrics:
+        for number, stage in enumerate(result.metrics["stages"], start=1):
+            print(f"\n== stage {number}: {stage['stage']} ({stage['kind']})")
+            if "train" in stage:
+                train = stage["train"]
+                print(f"{train['steps']} steps in {train['seconds']:.1f} s, final loss {train['final_loss']:.4f}")
+            for key, value in stage.get("artefacts", {}).items():
+                print(f"  {key}: {value}")
+            _print_metrics(stage)
+        if result.out_dir is not None:
+            print(f"\nwrote {result.out_dir}/: stages.json, metrics.json and one folder per stage")
+        return 0
     train = result.metrics["train"]
     print(
         f"\n{result.config.name}: {train['steps']} steps in {train['seconds']:.1f} s "

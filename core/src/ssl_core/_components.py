@@ -161,6 +161,8 @@ class SimCLRObjective(ObjectiveBase):
     global batch when running distributed.
     """
 
+    min_views: ClassVar[int] = 2
+
     def __init__(self, embed_dim: int, proj_dim: int = 128, hidden_dim: int = 512, temperature: float = 0.2) -> None:
         super().__init__()
         if temperature <= 0:

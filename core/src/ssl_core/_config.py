@@ -25,6 +25,10 @@ A pipeline file names one component per box and the training settings::
     [[evaluate]]
     name = "core.knn"
 
+Several objectives train one encoder when ``[[objective]]`` is an array of tables; each
+may name its own ``views`` and a loss ``weight`` (see :class:`ObjectiveConfig`). Pipelines
+made of ``[[stage]]`` blocks are read by :func:`load_stages` (see :mod:`ssl_core._stages`).
+
 Unknown keys get an error naming the closest valid key. Component parameters are
 checked against the component's signature when it is built.
 
@@ -53,7 +57,16 @@ else:  # pragma: no cover
 
 from ._errors import ConfigError
 
-__all__ = ["ComponentConfig", "PipelineConfig", "TrainConfig", "apply_overrides", "load_config", "to_dict"]
+__all__ = [
+    "ComponentConfig",
+    "ObjectiveConfig",
+    "PipelineConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "read_pipeline",
+    "to_dict",
+]
 
 Precision = Literal["fp32", "bf16", "fp16"]
 Strategy = Literal["auto", "none", "ddp", "fsdp"]
@@ -65,6 +78,28 @@ class ComponentConfig:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig(ComponentConfig):
+    """One objective of a pipeline: its loss ``weight``, its own ``views`` (else the pipeline's) and a log ``label``.
+
+    With several objectives the losses are summed with their weights on one shared
+    encoder, and each objective's scalars are logged as ``{label}/{key}``::
+
+        [[objective]]
+        name = "vision.mae"
+        weight = 1.0
+        views = { name = "vision.random_mask", mask_ratio = 0.75 }
+
+        [[objective]]
+        name = "vision.dino"
+        views = { name = "vision.multi_crop" }
+    """
+
+    weight: float = 1.0
+    views: ComponentConfig | None = None
+    label: str = ""
 
 
 @dataclass
@@ -101,12 +136,16 @@ class TrainConfig:
 
 @dataclass
 class PipelineConfig:
-    """A whole pipeline: data, encoder, views, objective, training and evaluation."""
+    """A whole pipeline: data, encoder, views, objective(s), training and evaluation.
+
+    ``views`` may be ``None`` when every objective names its own; ``objectives`` is
+    empty only for evaluation-only pipelines (an ``evaluate`` stage).
+    """
 
     data: ComponentConfig
     encoder: ComponentConfig
-    views: ComponentConfig
-    objective: ComponentConfig
+    views: ComponentConfig | None = None
+    objectives: list[ObjectiveConfig] = field(default_factory=list)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: list[ComponentConfig] = field(default_factory=list)
     name: str = "pipeline"
@@ -114,8 +153,20 @@ class PipelineConfig:
     compare_random_init: bool = True
     plots: bool = True
 
+    @property
+    def objective(self) -> ObjectiveConfig:
+        """The first (usually the only) objective."""
+        if not self.objectives:
+            raise ConfigError("the pipeline has no [objective]; add one to pretrain")
+        return self.objectives[0]
 
-_COMPONENT_KEYS = ("data", "encoder", "views", "objective")
+    @property
+    def multi_objective(self) -> bool:
+        """Several objectives, or one with its own views: trained through :class:`~ssl_core.MultiObjective`."""
+        return len(self.objectives) > 1 or any(o.views is not None for o in self.objectives)
+
+
+_OBJECTIVE_KEYS = ("weight", "views", "label")
 
 
 def _unknown_key(key: str, valid: Sequence[str], where: str) -> ConfigError:
@@ -136,6 +187,33 @@ def _component(raw: Any, where: str) -> ComponentConfig:
     if isinstance(nested, Mapping):
         params.update(nested)
     return ComponentConfig(name=str(raw["name"]), params=dict(params))
+
+
+def _objectives(raw: Any) -> list[ObjectiveConfig]:
+    """``[objective]`` (one table) or ``[[objective]]`` (several), each with optional weight, views and label."""
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise ConfigError("[[objective]] is empty; name at least one objective")
+    out: list[ObjectiveConfig] = []
+    for i, item in enumerate(items):
+        where = "objective" if not isinstance(raw, list) else f"objective.{i}"
+        if isinstance(item, Mapping):
+            reserved = {k: item[k] for k in _OBJECTIVE_KEYS if k in item}
+            item = {k: v for k, v in item.items() if k not in _OBJECTIVE_KEYS}
+        else:
+            reserved = {}
+        base = _component(item, where)
+        weight = reserved.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ConfigError(f"{where}.weight must be a non-negative number, got {weight!r}")
+        views = _component(reserved["views"], f"{where}.views") if reserved.get("views") is not None else None
+        label = str(reserved.get("label") or base.name.rsplit(".", 1)[-1])
+        taken = {o.label for o in out}
+        unique, n = label, 2
+        while unique in taken:
+            unique, n = f"{label}#{n}", n + 1
+        out.append(ObjectiveConfig(name=base.name, params=base.params, weight=float(weight), views=views, label=unique))
+    return out
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -220,34 +298,52 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return raw
 
 
-def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> PipelineConfig:
+def read_pipeline(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """The raw pipeline mapping of a TOML path (or a copy of a mapping), before any checking."""
+    if isinstance(source, Mapping):
+        return dict(_deep_copy(source))
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(
+            f"pipeline file {str(path)!r} not found; pass a .toml path, "
+            "or run `ssl run` alone for the built-in quickstart"
+        )
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any], overrides: Sequence[str] = (), *, pretrain: bool = True
+) -> PipelineConfig:
     """Read a pipeline from a TOML path or a mapping, apply overrides and validate it.
+
+    ``pretrain=False`` accepts a pipeline without views and objective (evaluation only).
 
     Raises:
         ConfigError: a missing section, an unknown key (with the closest valid one)
             or a value of the wrong type.
     """
-    if isinstance(source, Mapping):
-        raw: dict[str, Any] = _deep_copy(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(
-                f"pipeline file {str(path)!r} not found; pass a .toml path, "
-                "or run `ssl run` alone for the built-in quickstart"
-            )
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    raw = apply_overrides(raw, overrides)
-    valid = [f.name for f in dataclasses.fields(PipelineConfig)]
+    raw = apply_overrides(read_pipeline(source), overrides)
+    if "stage" in raw:
+        raise ConfigError(
+            "this pipeline has [[stage]] blocks: run it with `ssl run` or ssl_core.run(), "
+            "or read it with ssl_core.load_stages()"
+        )
+    valid = [f.name for f in dataclasses.fields(PipelineConfig) if f.name != "objectives"] + ["objective"]
     for key in raw:
         if key not in valid:
             raise _unknown_key(key, valid, "the pipeline")
-    for key in _COMPONENT_KEYS:
+    for key in ("data", "encoder", "objective") if pretrain else ("data", "encoder"):
         if key not in raw:
             raise ConfigError(f"the pipeline needs a [{key}] table with a 'name' (see `ssl plugins` for names)")
+    objectives = _objectives(raw["objective"]) if "objective" in raw else []
+    if pretrain and "views" not in raw and any(o.views is None for o in objectives):
+        raise ConfigError(
+            "the pipeline needs a [views] table with a 'name' (see `ssl plugins` for names), "
+            "or a views = {...} in every [[objective]]"
+        )
     evaluate = raw.get("evaluate", [])
     if isinstance(evaluate, Mapping):
         evaluate = [evaluate]
@@ -259,8 +355,8 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
     return PipelineConfig(
         data=_component(raw["data"], "data"),
         encoder=_component(raw["encoder"], "encoder"),
-        views=_component(raw["views"], "views"),
-        objective=_component(raw["objective"], "objective"),
+        views=_component(raw["views"], "views") if "views" in raw else None,
+        objectives=objectives,
         train=_train(raw.get("train", {})),
         evaluate=[_component(e, f"evaluate.{i}") for i, e in enumerate(evaluate)],
         name=str(name),
@@ -291,7 +387,19 @@ def to_dict(cfg: PipelineConfig) -> dict[str, Any]:
         "compare_random_init": cfg.compare_random_init,
         "plots": cfg.plots,
     }
-    out.update({key: component(getattr(cfg, key)) for key in _COMPONENT_KEYS})
+    out["data"], out["encoder"] = component(cfg.data), component(cfg.encoder)
+    if cfg.views is not None:
+        out["views"] = component(cfg.views)
+
+    def objective(o: ObjectiveConfig) -> dict[str, Any]:
+        extra: dict[str, Any] = {"weight": o.weight, "label": o.label} if cfg.multi_objective else {}
+        if o.views is not None:
+            extra["views"] = component(o.views)
+        return {**component(o), **extra}
+
+    if cfg.objectives:
+        objectives = [objective(o) for o in cfg.objectives]
+        out["objective"] = objectives if len(objectives) > 1 else objectives[0]
     out["train"] = {k: v for k, v in train.items() if v is not None}
     out["evaluate"] = [component(e) for e in cfg.evaluate]
     return out

@@ -38,6 +38,7 @@ COMPONENT_GROUPS: Final[dict[str, str]] = {
     "evaluator": "ssl_core.evaluators",
     "dataset": "ssl_core.datasets",
     "recipe": "ssl_core.recipes",
+    "task": "ssl_core.tasks",
 }
 """Component kind -> entry-point group."""
 

@@ -40,6 +40,7 @@ __all__ = [
     "build_evaluators",
     "build_pipeline",
     "check_compatible",
+    "load_encoder_state",
 ]
 
 
@@ -100,20 +101,28 @@ def _flag(obj: Any, name: str, default: Any) -> Any:
 def check_compatible(splits: DatasetSplits, encoder: Any, views: Any, objective: Any, names: Mapping[str, str]) -> None:
     """Raise :class:`IncompatibleComponentsError` when the boxes cannot work together.
 
-    Checks declared capabilities: modality of data, encoder and views; an objective
-    that needs tokens, token masks or per-layer states from the encoder.
+    Checks declared capabilities, before any training: the modality of the data, of what
+    the views take (``modality``) and produce (``output_modality``, default the same) and
+    of what the encoder takes; an objective that needs tokens, token masks or per-layer
+    states from the encoder; an objective needing more views (``min_views``) than the
+    generator makes (``num_views``); an objective sized for another ``embed_dim``.
+    Every message names the components involved and the missing capability.
     """
     enc_mod = _flag(encoder, "modality", "any")
     view_mod = _flag(views, "modality", "any")
+    view_out = _flag(views, "output_modality", view_mod)
     data_mod = splits.modality
-    if enc_mod != "any" and data_mod not in ("any", enc_mod) and view_mod in ("any", data_mod):
-        raise IncompatibleComponentsError(
-            f"encoder {names['encoder']!r} takes {enc_mod} input but dataset {names['data']!r} is {data_mod}; "
-            f"pick an encoder for {data_mod} data or views that turn {data_mod} into {enc_mod}"
-        )
     if view_mod != "any" and data_mod != "any" and view_mod != data_mod:
         raise IncompatibleComponentsError(
-            f"views {names['views']!r} expect {view_mod} batches but dataset {names['data']!r} yields {data_mod}"
+            f"views {names['views']!r} expect {view_mod} batches but dataset {names['data']!r} yields {data_mod}; "
+            f"pick views for {data_mod} data"
+        )
+    produced = data_mod if view_out == "any" else view_out
+    if enc_mod != "any" and produced not in ("any", enc_mod):
+        source = f"dataset {names['data']!r}" if view_out == "any" else f"views {names['views']!r}"
+        raise IncompatibleComponentsError(
+            f"encoder {names['encoder']!r} takes {enc_mod} input but {source} gives it {produced}; "
+            f"pick an encoder for {produced} data or views that turn {produced} into {enc_mod}"
         )
     needs = [
         ("requires_tokens", "returns_tokens", "per-token features (Features.tokens)"),
@@ -126,6 +135,12 @@ def check_compatible(splits: DatasetSplits, encoder: Any, views: Any, objective:
                 f"objective {names['objective']!r} needs {what}, which encoder {names['encoder']!r} "
                 f"({type(encoder).__name__}) does not provide ({has}=False); choose an encoder that does"
             )
+    needed, made = _flag(objective, "min_views", None), _flag(views, "num_views", None)
+    if isinstance(needed, int) and isinstance(made, int) and made < needed:
+        raise IncompatibleComponentsError(
+            f"objective {names['objective']!r} needs at least {needed} views per sample but views "
+            f"{names['views']!r} make {made}; raise its num_views or pick multi-view views"
+        )
     dim = _flag(objective, "embed_dim", None)
     if isinstance(dim, int) and dim != encoder.embed_dim:
         raise IncompatibleComponentsError(
@@ -181,29 +196,88 @@ def build_dataset(cfg: PipelineConfig, registry: Registry | None = None, *, root
     return splits
 
 
-def build_pipeline(cfg: PipelineConfig, registry: Registry | None = None, *, root: str | None = None) -> BuiltPipeline:
-    """Resolve every name in ``cfg`` through the registry and build the components."""
+def build_pipeline(
+    cfg: PipelineConfig,
+    registry: Registry | None = None,
+    *,
+    root: str | None = None,
+    encoder_state: Mapping[str, Any] | None = None,
+) -> BuiltPipeline:
+    """Resolve every name in ``cfg`` through the registry and build the components.
+
+    ``encoder_state`` (an earlier stage's encoder weights) is loaded into the encoder
+    before the objectives are built, so an EMA teacher starts from it too. With several
+    objectives (or one with its own views) the pipeline's objective and views are a
+    :class:`~ssl_core.MultiObjective` and :class:`~ssl_core.MultiViews`.
+    """
     registry = registry or default_registry()
+    if not cfg.objectives:
+        raise ConfigError("the pipeline has no [objective] to pretrain with; add one (see `ssl plugins`)")
     splits = build_dataset(cfg, registry, root=root)
     encoder = build_encoder(cfg, splits, registry)
+    if encoder_state is not None:
+        load_encoder_state(encoder, encoder_state, f"encoder {cfg.encoder.name!r}")
     context = {**_context(splits), "embed_dim": encoder.embed_dim}
-    views = build_component(
-        registry.get("views", cfg.views.name), cfg.views.params, context, f"views {cfg.views.name!r}"
-    )
-    objective = build_component(
-        registry.get("objective", cfg.objective.name),
-        cfg.objective.params,
-        {**context, "encoder": encoder},  # objectives with an EMA teacher copy the encoder
-        f"objective {cfg.objective.name!r}",
-    )
-    names = {
-        "data": cfg.data.name,
-        "encoder": cfg.encoder.name,
-        "views": cfg.views.name,
-        "objective": cfg.objective.name,
-    }
-    check_compatible(splits, encoder, views, objective, names)
+    shared_views = None
+    if cfg.views is not None:
+        shared_views = build_component(
+            registry.get("views", cfg.views.name), cfg.views.params, context, f"views {cfg.views.name!r}"
+        )
+    objectives: dict[str, nn.Module] = {}
+    view_generators: list[Any] = []
+    for spec in cfg.objectives:
+        views_spec = spec.views or cfg.views
+        assert views_spec is not None  # load_config checked it
+        views = shared_views if spec.views is None else build_component(
+            registry.get("views", views_spec.name), views_spec.params, context, f"views {views_spec.name!r}"
+        )  # fmt: skip
+        objective = build_component(
+            registry.get("objective", spec.name),
+            spec.params,
+            {**context, "encoder": encoder},  # objectives with an EMA teacher copy the encoder
+            f"objective {spec.name!r}",
+        )
+        names = {"data": cfg.data.name, "encoder": cfg.encoder.name, "views": views_spec.name, "objective": spec.name}
+        check_compatible(splits, encoder, views, objective, names)
+        objectives[spec.label] = objective
+        view_generators.append(views)
     evaluators = build_evaluators(cfg.evaluate, splits, registry)
+    if cfg.multi_objective:
+        from ._multi import MultiObjective, MultiViews
+
+        weights = {spec.label: spec.weight for spec in cfg.objectives}
+        return BuiltPipeline(
+            splits=splits,
+            encoder=encoder,
+            views=MultiViews(view_generators),
+            objective=MultiObjective(objectives, weights),
+            evaluators=evaluators,
+            context=context,
+        )
     return BuiltPipeline(
-        splits=splits, encoder=encoder, views=views, objective=objective, evaluators=evaluators, context=context
+        splits=splits,
+        encoder=encoder,
+        views=view_generators[0],
+        objective=next(iter(objectives.values())),
+        evaluators=evaluators,
+        context=context,
     )
+
+
+def load_encoder_state(encoder: nn.Module, state: Mapping[str, Any], what: str) -> None:
+    """Load weights into ``encoder``, or raise :class:`IncompatibleComponentsError` saying what differs."""
+    own = encoder.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    resized = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or resized:
+        details = []
+        if resized:
+            k = resized[0]
+            details.append(f"{k} is {tuple(state[k].shape)} in the given weights but {tuple(own[k].shape)} here")
+        if missing:
+            details.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            details.append(f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
+        raise IncompatibleComponentsError(f"the given encoder weights do not fit {what}: {'; '.join(details)}")
+    encoder.load_state_dict(dict(state))

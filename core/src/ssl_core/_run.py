@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ._checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from ._config import PipelineConfig, load_config, to_dict
+from ._config import PipelineConfig, load_config, read_pipeline, to_dict
 from ._distributed import DistributedContext, cleanup_distributed, init_distributed
 from ._errors import ConfigError
 from ._hooks import make_plugin_manager
@@ -182,8 +182,12 @@ def run(
     registry: Registry | None = None,
     hooks: Any = None,
     root: str | None = None,
+    encoder_state: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Pretrain then evaluate, as ``ssl run``: the same files land in ``out``.
+
+    A pipeline with ``[[stage]]`` blocks runs its stages in order (:mod:`ssl_core._stages`);
+    the result then carries ``metrics["stages"]``.
 
     Args:
         config: a TOML path, a mapping, a recipe name (``"vision.mae"``) or a built-in
@@ -193,17 +197,24 @@ def run(
         overrides: ``key.path=value`` strings, as ``--set``.
         resume: continue from the latest checkpoint in ``out``.
         root: dataset root passed to the dataset provider.
+        encoder_state: weights to start the encoder from (an earlier stage's).
     """
     registry = registry or default_registry()
-    cfg = load_config(_resolve_source(config, registry), overrides)
     hooks = hooks if hooks is not None else make_plugin_manager()
+    raw = read_pipeline(_resolve_source(config, registry))
+    if "stage" in raw:
+        from ._stages import load_stages, run_stages
+
+        staged = load_stages(raw, overrides)
+        return run_stages(staged, out=out, resume=resume, registry=registry, hooks=hooks, root=root)
+    cfg = load_config(raw, overrides)
     out_dir = Path(out) if out is not None else None
     if cfg.train.threads is not None:  # CPU intra-op threads; 1 is often fastest for tiny models on a busy machine
         torch.set_num_threads(cfg.train.threads)
     ctx: DistributedContext = init_distributed(cfg.train.device)
     try:
         _seed_everything(cfg.seed)
-        built: BuiltPipeline = build_pipeline(cfg, registry, root=root)
+        built: BuiltPipeline = build_pipeline(cfg, registry, root=root, encoder_state=encoder_state)
         if hasattr(built.views, "to"):
             built.views.to(ctx.device)
         if out_dir is not None and ctx.is_main:

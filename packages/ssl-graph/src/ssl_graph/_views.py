@@ -45,6 +45,7 @@ class NodeMaskViews:
     """
 
     modality: ClassVar[str] = "graph"
+    num_views: ClassVar[int] = 1
 
     def __init__(self, mask_rate: float = 0.5, replace_rate: float = 0.05, drop_edge_rate: float = 0.0) -> None:
         if not 0.0 < mask_rate < 1.0:

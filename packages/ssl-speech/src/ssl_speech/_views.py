@@ -38,6 +38,7 @@ class SpanMaskViews:
     """
 
     modality: ClassVar[str] = "audio"
+    num_views: ClassVar[int] = 1
 
     def __init__(self, mask_prob: float = 0.65, mask_length: int = 10, min_masks: int = 2) -> None:
         if not 0.0 < mask_prob <= 1.0:
@@ -103,7 +104,7 @@ class AudioMultiCropViews:
             raise ValueError(f"need 0 < local_seconds <= global_seconds, got {local_seconds} and {global_seconds}")
         if not 0.0 <= noise_prob <= 1.0:
             raise ValueError(f"noise_prob must be in [0, 1], got {noise_prob}")
-        self.num_global, self.num_local = num_global, num_local
+        self.num_global, self.num_local, self.num_views = num_global, num_local, num_global + num_local
         self.global_samples = round(global_seconds * sample_rate)
         self.local_samples = round(local_seconds * sample_rate)
         self.gain_db, self.noise_prob, self.snr_db = gain_db, noise_prob, (float(snr_db[0]), float(snr_db[1]))

@@ -52,6 +52,8 @@ class TS2VecObjective(ObjectiveBase):
     requires_token_mask: ClassVar[bool] = False
     requires_layers: ClassVar[bool] = False
 
+    min_views: ClassVar[int] = 2
+
     def __init__(self, alpha: float = 0.5, temporal_unit: int = 0) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:

@@ -82,6 +82,7 @@ class CropViews(ViewGeneratorBase):
     """
 
     modality: ClassVar[str] = "timeseries"
+    num_views: ClassVar[int] = 2
 
     def __init__(
         self, min_crop: int = 2, max_length: int = 3000, mask: MaskMode = "binomial", mask_ratio: float = 0.5
@@ -178,6 +179,7 @@ class SubsequenceMaskViews(ViewGeneratorBase):
     """
 
     modality: ClassVar[str] = "timeseries"
+    num_views: ClassVar[int] = 1
 
     def __init__(self, mask_ratio: float = 0.15, mean_length: float = 3.0, sync: bool = False) -> None:
         if not 0.0 < mask_ratio < 1.0:

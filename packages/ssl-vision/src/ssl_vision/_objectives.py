@@ -170,6 +170,7 @@ class DINOObjective(ObjectiveBase):
         0
     """
 
+    min_views: ClassVar[int] = 2
     center: Tensor
     step: Tensor
 

@@ -106,6 +106,7 @@ class MAEViews(_ImageViews):
     """
 
     modality: ClassVar[str] = "image"
+    num_views: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -200,6 +201,7 @@ class MultiCropViews(_ImageViews):
         _check_backend(backend)
         self.global_size = global_size or image_size
         self.local_size, self.num_global, self.num_local = local_size, num_global, num_local
+        self.num_views = num_global + num_local
         self.global_scale, self.local_scale = _pair(global_scale), _pair(local_scale)
         self.flip_p, self.jitter_p, self.gray_p = flip_p, jitter_p, gray_p
         self.jitter = (brightness, contrast, saturation, hue)
