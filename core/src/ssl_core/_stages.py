@@ -104,7 +104,7 @@ class StagedPipeline:
 
 
 def _merge(defaults: Mapping[str, Any], stage: Mapping[str, Any]) -> dict[str, Any]:
-    merged = _deep_copy(defaults)
+    merged: dict[str, Any] = _deep_copy(defaults)
     for key, value in stage.items():
         if key in _STAGE_KEYS:
             continue
@@ -321,11 +321,11 @@ def run_stages(
         for number, stage in enumerate(staged.stages, start=1):
             stage_dir = base / f"{number}-{stage.name}"
             if stage.name in done:  # finished before the interruption: reuse its record
-                record = done[stage.name]
-                artefacts[stage.name] = record["artefacts"]
-                if record.get("encoder_checkpoint"):
-                    encoder_checkpoint, encoder = record["encoder_checkpoint"], None
-                records.append(record)
+                finished = done[stage.name]
+                artefacts[stage.name] = finished["artefacts"]
+                if finished.get("encoder_checkpoint"):
+                    encoder_checkpoint, encoder = finished["encoder_checkpoint"], None
+                records.append(finished)
                 continue
             pipeline = resolve_artefacts(stage.pipeline, artefacts)
             previous: nn.Module | None = None

@@ -1,7 +1,7 @@
 """Graph plugin for ssl-core: GraphMAE on torch-geometric GAT / GIN encoders.
 
 Components (entry points, loaded lazily by ssl-core): encoders ``graph.gat``, ``graph.gin``;
-views ``graph.node_mask``; objective ``graph.graphmae``; evaluators ``graph.node_probe``,
+views ``graph.node_mask``, ``graph.augment`` (GRACE's two views); objective ``graph.graphmae``; evaluators ``graph.node_probe``,
 ``graph.svm``; datasets ``graph.planetoid``, ``graph.tudataset``, ``graph.synthetic``;
 recipe ``graph.graphmae``.
 
@@ -30,7 +30,7 @@ from ._encoders import GATEncoder, GINEncoder, node_embeddings
 from ._evaluators import GraphSVMEvaluator, NodeProbeEvaluator, node_probe
 from ._objectives import GraphMAEObjective
 from ._recipes import GRAPHMAE_PAPER, PUBLISHED_GRAPHMAE, graphmae
-from ._views import NodeMaskViews
+from ._views import GraphAugmentViews, NodeMaskViews
 
 try:
     __version__: str = version("ssl-graph")
@@ -42,6 +42,7 @@ __all__ = [
     "PUBLISHED_GRAPHMAE",
     "GATEncoder",
     "GINEncoder",
+    "GraphAugmentViews",
     "GraphDataError",
     "GraphMAEObjective",
     "GraphSVMEvaluator",

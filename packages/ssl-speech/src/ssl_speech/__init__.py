@@ -1,9 +1,10 @@
 """Speech plugin for ssl-core: wav2vec 2.0 / HuBERT encoders on torchaudio components, FSDD and audio folders.
 
 Components (entry points, loaded lazily by ssl-core): encoder ``speech.wav2vec2``; views
-``speech.span_mask``, ``speech.multi_crop`` (random crops for DINO-style objectives); objectives ``speech.wav2vec2``, ``speech.hubert``; evaluator
-``speech.utterance_probe``; datasets ``speech.fsdd``, ``speech.audio_folder``. HuBERT's
-frame labels: :func:`hubert_labels`.
+``speech.span_mask``, ``speech.multi_crop`` (random crops for DINO-style objectives);
+objectives ``speech.wav2vec2``, ``speech.hubert``; evaluator ``speech.utterance_probe``;
+datasets ``speech.fsdd``, ``speech.audio_folder``; task ``speech.hubert_labels`` (for
+``[[stage]]`` pipelines). HuBERT's frame labels: :func:`hubert_labels`.
 Importing this package does not import torchaudio or soundfile.
 
 Example:
@@ -32,6 +33,7 @@ _LAZY = {
     "librispeech": "_data",
     "load_audio": "_data",
     "FbankFrontend": "_encoders",
+    "FramesFrontend": "_encoders",
     "MFCCEncoder": "_encoders",
     "PRESETS": "_encoders",
     "Wav2Vec2Encoder": "_encoders",
@@ -45,6 +47,7 @@ _LAZY = {
     "Wav2Vec2Objective": "_objectives",
     "attach_labels": "_labels",
     "hubert_labels": "_labels",
+    "hubert_labels_task": "_labels",
     "layer_features": "_labels",
     "load_labels": "_labels",
     "mfcc_features": "_labels",

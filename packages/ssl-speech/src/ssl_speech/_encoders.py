@@ -24,7 +24,15 @@ from torch import Tensor, nn
 from ssl_core import Features
 from ssl_core.functional import masked_mean
 
-__all__ = ["PRESETS", "FbankFrontend", "MFCCEncoder", "Wav2Vec2Config", "Wav2Vec2Encoder", "WaveformFrontend"]
+__all__ = [
+    "PRESETS",
+    "FbankFrontend",
+    "FramesFrontend",
+    "MFCCEncoder",
+    "Wav2Vec2Config",
+    "Wav2Vec2Encoder",
+    "WaveformFrontend",
+]
 
 CONV_LAYERS: list[tuple[int, int, int]] = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 """wav2vec 2.0's feature encoder: (channels, kernel, stride) per layer; 20 ms frames at 16 kHz."""
@@ -140,13 +148,46 @@ class FbankFrontend(nn.Module):
         return features, None if lengths is None else self.frames(lengths)
 
 
+class FramesFrontend(nn.Module):
+    """Feature frames ``[B, T, C]`` -> ``[B, T, 512]`` by a width-3 convolution and GELU, at the input's rate.
+
+    For inputs that are already frames: filterbanks computed elsewhere, or any multivariate
+    sequence such as a time series (``C`` channels per step). A learned layer rather than
+    the identity, because the transformer's feature projection starts with a LayerNorm over
+    the channels, which would zero a single-channel input.
+
+    Example:
+        >>> FramesFrontend(3)(torch.randn(2, 50, 3), None)[0].shape
+        torch.Size([2, 50, 512])
+    """
+
+    out_dim: int = 512
+    receptive_field: int = 1
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be at least 1, got {in_channels}")
+        self.conv = nn.Conv1d(in_channels, self.out_dim, kernel_size=3, padding=1)
+
+    def frames(self, lengths: Tensor) -> Tensor:
+        """One output frame per input frame."""
+        return lengths
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return nn.functional.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2), lengths
+
+
 class Wav2Vec2Encoder(nn.Module):
     """wav2vec 2.0 / HuBERT's encoder from torchaudio components, for any audio batch.
 
     Args:
         preset: ``base``, ``small`` or ``tiny`` (:data:`PRESETS`); the keyword arguments
             below override single sizes.
-        frontend: ``waveform`` (the 7-layer CNN) or ``fbank`` (log-mel + conv subsampler).
+        frontend: ``waveform`` (the 7-layer CNN), ``fbank`` (log-mel + conv subsampler) or
+            ``frames`` (input already in frames ``[B, T, in_channels]``: precomputed features or
+            a time series; :class:`FramesFrontend`; the encoder then takes any modality).
+        in_channels: channels per frame for ``frames`` (filled from the dataset).
         norm_mode: the CNN's normalisation: ``layer_norm`` (default; padding-invariant) or
             ``group_norm`` (BASE's; features then depend on the batch's padding).
         row_layout: the CNN's strided-matmul CPU path (``None``: on CPU in ``layer_norm``
@@ -173,8 +214,9 @@ class Wav2Vec2Encoder(nn.Module):
     def __init__(
         self,
         preset: Literal["base", "small", "tiny"] = "small",
-        frontend: Literal["waveform", "fbank"] = "waveform",
+        frontend: Literal["waveform", "fbank", "frames"] = "waveform",
         sample_rate: int = 16000,
+        in_channels: int | None = None,
         norm_mode: Literal["group_norm", "layer_norm"] = "layer_norm",
         row_layout: bool | None = None,
         embed_dim: int | None = None,
@@ -200,11 +242,16 @@ class Wav2Vec2Encoder(nn.Module):
         if frontend == "waveform":
             if sample_rate != 16000:
                 raise ValueError(f"the waveform front-end expects 16 kHz audio, got {sample_rate}; resample the data")
-            self.frontend: WaveformFrontend | FbankFrontend = WaveformFrontend(norm_mode, row_layout)
+            self.frontend: WaveformFrontend | FbankFrontend | FramesFrontend = WaveformFrontend(norm_mode, row_layout)
         elif frontend == "fbank":
             self.frontend = FbankFrontend(sample_rate)
+        elif frontend == "frames":
+            if in_channels is None:
+                raise ValueError("frontend = 'frames' needs in_channels (the channels per input frame)")
+            self.frontend = FramesFrontend(in_channels)
+            self.__dict__["modality"] = "any"  # frames of any kind; the instance flag shadows the class's "audio"
         else:
-            raise ValueError(f"frontend must be 'waveform' or 'fbank', got {frontend!r}")
+            raise ValueError(f"frontend must be 'waveform', 'fbank' or 'frames', got {frontend!r}")
         self.encoder = _get_encoder(
             in_features=self.frontend.out_dim,
             embed_dim=self.embed_dim,
@@ -230,6 +277,15 @@ class Wav2Vec2Encoder(nn.Module):
 
     def _check(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
         x = batch.get("x")
+        if self.frontend_name == "frames":
+            channels = self.frontend.conv.in_channels  # type: ignore[union-attr]
+            if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[2] != channels:
+                shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                raise ValueError(
+                    f"Wav2Vec2Encoder(frontend='frames') needs batch['x'] as [B, T, {channels}], got {shape}"
+                )
+            lengths = batch.get("lengths")
+            return x, lengths if isinstance(lengths, Tensor) else None
         if not isinstance(x, Tensor) or x.ndim != 2:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"Wav2Vec2Encoder needs batch['x'] as mono waveforms [B, T], got {shape}")
@@ -244,6 +300,11 @@ class Wav2Vec2Encoder(nn.Module):
     def frontend_features(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
         """``(front-end features [B, F, 512], frame padding mask [B, F] or None)``."""
         x, lengths = self._check(batch)
+        padding = batch.get("padding_mask")
+        if self.frontend_name == "frames" and isinstance(padding, Tensor) and lengths is None:
+            x = x.masked_fill(padding.unsqueeze(-1), 0.0)  # time-series batches mark padded steps, anywhere
+            features, _ = self.frontend(x, None)
+            return features, padding
         features, frame_lengths = self.frontend(x, lengths)
         if frame_lengths is None:
             return features, None

@@ -23,7 +23,15 @@ from torch import Tensor, nn
 
 from ssl_core import DatasetSplits, kmeans, kmeans_predict
 
-__all__ = ["attach_labels", "hubert_labels", "layer_features", "load_labels", "mfcc_features", "save_labels"]
+__all__ = [
+    "attach_labels",
+    "hubert_labels",
+    "hubert_labels_task",
+    "layer_features",
+    "load_labels",
+    "mfcc_features",
+    "save_labels",
+]
 
 HOP = 320
 """Samples per encoder frame at 16 kHz (20 ms), the wav2vec 2.0 CNN's stride."""
@@ -179,3 +187,43 @@ def attach_labels(splits: DatasetSplits, labels: dict[str, Any], key: str = "tar
         dataset.labels[key] = [c.long() for c in column]
     splits.info["num_clusters"] = int(labels["num_clusters"])
     return splits
+
+
+def hubert_labels_task(
+    splits: DatasetSplits,
+    out_dir: str | Path,
+    encoder: nn.Module | None = None,
+    source: Literal["mfcc", "layer"] = "mfcc",
+    layer: int = 6,
+    num_clusters: int = 100,
+    max_frames: int = 250_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The ``speech.hubert_labels`` task of ``[[stage]]`` pipelines: make, save and describe HuBERT labels.
+
+    ``source = "layer"`` clusters layer ``layer`` of the encoder the previous stage
+    trained (HuBERT iteration 2); ``"mfcc"`` needs no encoder (iteration 1). Writes
+    ``labels.pt`` into the stage's folder and returns ``{"labels": path, "num_clusters",
+    "inertia", "source"}``; a later stage uses ``data.labels = "${this-stage.labels}"``.
+
+    Example (a stage)::
+
+        [[stage]]
+        name = "layer-labels"
+        task = { name = "speech.hubert_labels", source = "layer", layer = 3, num_clusters = 100 }
+    """
+    if splits.modality != "audio":
+        raise ValueError(f"HuBERT labels need an audio dataset, got {splits.modality!r} data")
+    if source == "layer" and encoder is None:
+        raise ValueError("source = 'layer' clusters the previous stage's encoder; put a pretrain stage before this one")
+    labels = hubert_labels(
+        splits,
+        source=source,
+        encoder=encoder if source == "layer" else None,
+        layer=layer,
+        num_clusters=num_clusters,
+        max_frames=max_frames,
+        seed=seed,
+    )
+    path = save_labels(labels, Path(out_dir) / "labels.pt")
+    return {"labels": str(path), "num_clusters": num_clusters, "inertia": labels["inertia"], "source": source}

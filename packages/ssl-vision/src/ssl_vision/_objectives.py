@@ -276,7 +276,7 @@ def _concat(batches: list[dict[str, Any]]) -> dict[str, Any]:
     """Views stacked along the batch: ``x`` and every per-sample tensor they all carry (audio ``lengths``)."""
     b = batches[0]["x"].shape[0]
     out: dict[str, Any] = {}
-    for key, value in batches[0].items():
+    for key in batches[0]:
         per_sample = [v.get(key) for v in batches]
         if all(isinstance(t, Tensor) and t.ndim >= 1 and t.shape[0] == b for t in per_sample):
             out[key] = torch.cat(per_sample)
