@@ -16,7 +16,7 @@ Rows: ``accuracy_pct`` for impl in ``dino_on_speech``, ``wav2vec2_objective``,
 
 Usage::
 
-    python benchmarks/crossmodal_fsdd.py --root ../shared/data/fsdd/recordings --json benchmarks/results/crossmodal_fsdd.json
+    python benchmarks/crossmodal_fsdd.py --root ../shared/data/fsdd/recordings --json crossmodal_fsdd.json
     python benchmarks/crossmodal_fsdd.py --root ... --impls dino_on_speech --threads 1 --json d.json   # one per process
     python benchmarks/crossmodal_fsdd.py --merge d.json w.json --json benchmarks/results/crossmodal_fsdd.json
     python benchmarks/crossmodal_fsdd.py --quick --root ...   # 100 files per split, 10 steps, 5 probe epochs
@@ -59,7 +59,7 @@ def pretrain(impl: str, root: str, steps: int, precision: str, frontend: str, se
     import ssl_core
     from ssl_speech import wav2vec2
 
-    overrides = _overrides(steps, precision, frontend, quick) + [f"seed={seed}"]
+    overrides = [*_overrides(steps, precision, frontend, quick), f"seed={seed}"]
     if impl == "dino_on_speech":
         config: Any = str(PIPELINE)
     else:  # the encoder's own objective, same encoder and training budget

@@ -1,8 +1,8 @@
 """Graph plugin for ssl-core: GraphMAE on torch-geometric GAT / GIN encoders.
 
 Components (entry points, loaded lazily by ssl-core): encoders ``graph.gat``, ``graph.gin``;
-views ``graph.node_mask``, ``graph.augment`` (GRACE's two views); objective ``graph.graphmae``; evaluators ``graph.node_probe``,
-``graph.svm``; datasets ``graph.planetoid``, ``graph.tudataset``, ``graph.synthetic``;
+views ``graph.node_mask``, ``graph.augment`` (GRACE's two views); objective ``graph.graphmae``;
+evaluators ``graph.node_probe``, ``graph.svm``; datasets ``graph.planetoid``, ``graph.tudataset``, ``graph.synthetic``;
 recipe ``graph.graphmae``.
 
 Example:
