@@ -119,3 +119,18 @@ def test_views_of_another_modality_are_rejected() -> None:
         IncompatibleComponentsError, match=r"expect image batches but dataset 'core\.digits' yields vector"
     ):
         build_pipeline(load_config(with_(views={"name": "test.image"})), registry)
+
+
+def test_views_producing_another_modality_are_rejected_naming_encoder_and_views() -> None:
+    class ToImages:
+        modality = "vector"
+        output_modality = "image"
+
+        def __call__(self, batch: Any, generator: torch.Generator) -> Any: ...
+
+    registry = Registry()
+    registry.register("views", "test.to_images", ToImages)
+    with pytest.raises(IncompatibleComponentsError) as info:
+        build_pipeline(load_config(with_(views={"name": "test.to_images"})), registry)
+    text = str(info.value)
+    assert "encoder 'core.mlp' takes vector input" in text and "views 'test.to_images' gives it image" in text

@@ -53,7 +53,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -73,7 +74,7 @@ from ._config import (
     load_config,
     read_pipeline,
 )
-from ._errors import ConfigError
+from ._errors import ConfigError, IncompatibleComponentsError
 
 __all__ = ["Stage", "StagedPipeline", "load_stages", "resolve_artefacts", "run_stages"]
 
@@ -284,6 +285,20 @@ def _task_stage(
     return dict(_jsonable(dict(produced)))
 
 
+@contextmanager
+def _naming_stage(name: str) -> Iterator[None]:
+    """Say which stage could not take the previous stage's encoder, and what to do."""
+    try:
+        yield
+    except IncompatibleComponentsError as exc:
+        if "given encoder weights" not in str(exc):
+            raise
+        raise IncompatibleComponentsError(
+            f"stage {name!r} continues the previous stage's encoder, but {str(exc).replace('the given', 'its')}; "
+            "give both stages the same [encoder], or set init = 'scratch' in this stage"
+        ) from exc
+
+
 def run_stages(
     staged: StagedPipeline,
     *,
@@ -333,18 +348,22 @@ def run_stages(
                 if encoder is None and encoder_checkpoint is not None:
                     encoder = load_encoder(encoder_checkpoint, registry=registry, root=root).encoder
                 previous = encoder
+            elif stage.kind == "task" and "encoder" in pipeline:  # a task from scratch gets a fresh encoder
+                fresh = load_config(pipeline, pretrain=False)
+                previous = build_encoder(fresh, build_dataset(fresh, registry, root=root), registry)
             record: dict[str, Any] = {"name": stage.name, "kind": stage.kind, "encoder_checkpoint": None}
             if stage.kind == "pretrain":
                 stage_resume = resume and latest_checkpoint(stage_dir / "checkpoints") is not None
-                result = run(
-                    pipeline,
-                    out=stage_dir,
-                    resume=stage_resume,
-                    registry=registry,
-                    hooks=hooks,
-                    root=root,
-                    encoder_state=previous.state_dict() if previous is not None else None,
-                )
+                with _naming_stage(stage.name):
+                    result = run(
+                        pipeline,
+                        out=stage_dir,
+                        resume=stage_resume,
+                        registry=registry,
+                        hooks=hooks,
+                        root=root,
+                        encoder_state=previous.state_dict() if previous is not None else None,
+                    )
                 last, encoder = result, result.encoder
                 checkpoint = latest_checkpoint(stage_dir / "checkpoints")
                 encoder_checkpoint = str(checkpoint) if checkpoint is not None else None
@@ -360,7 +379,8 @@ def run_stages(
                             f"stage {stage.name!r} evaluates the previous stage's encoder, but no earlier stage "
                             "trained one; put a pretrain stage first or set init = 'scratch'"
                         )
-                    load_encoder_state(evaluated, previous.state_dict(), f"stage {stage.name!r}'s encoder")
+                    with _naming_stage(stage.name):
+                        load_encoder_state(evaluated, previous.state_dict(), f"encoder {cfg.encoder.name!r}")
                 device = next((p.device for p in evaluated.parameters()), torch.device("cpu"))
                 metrics = {
                     "name": cfg.name,
