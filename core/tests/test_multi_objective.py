@@ -133,8 +133,8 @@ def test_each_pair_is_checked_before_training_naming_both() -> None:
         build_pipeline(cfg, registry)
     text = str(info.value)
     assert "'test.three'" in text and "'core.noise'" in text and "at least 3 views" in text and "make 2" in text
-    fixed = load_config({**TWO, "objective": [{"name": "core.simclr"},
-                                              {"name": "test.three", "views": {"name": "core.noise", "num_views": 3}}]})  # fmt: skip
+    three_views = {"name": "test.three", "views": {"name": "core.noise", "num_views": 3}}
+    fixed = load_config({**TWO, "objective": [{"name": "core.simclr"}, three_views]})
     build_pipeline(fixed, registry)
 
 

@@ -96,7 +96,7 @@ def test_overrides_reach_every_stage_or_one(tmp_path: Path) -> None:
     loaded = load_stages(two, ["train.steps=3", "stage.2.train.lr=0.5"])
     assert [s.pipeline["train"]["steps"] for s in loaded.stages] == [3, 3]
     assert [s.pipeline["train"]["lr"] for s in loaded.stages] == [3e-3, 0.5]
-    with pytest.raises(ConfigError, match="stage.N.key=value"):
+    with pytest.raises(ConfigError, match=r"stage\.N\.key=value"):
         load_stages(two, ["stage.x.train.steps=3"])
 
 
@@ -144,7 +144,7 @@ def test_artefact_references_resolve_whole_or_inside_strings() -> None:
     assert resolve_artefacts({"k": "${a.n}", "p": "${a.dir}/labels.pt", "l": ["${a.n}"]}, artefacts) == {
         "k": 3, "p": "/tmp/x/labels.pt", "l": [3]
     }  # fmt: skip
-    with pytest.raises(ConfigError, match="has no artefact 'm'.*it has: dir, n"):
+    with pytest.raises(ConfigError, match=r"has no artefact 'm'.*it has: dir, n"):
         resolve_artefacts("${a.m}", artefacts)
 
 
