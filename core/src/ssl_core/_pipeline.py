@@ -110,7 +110,8 @@ def check_compatible(splits: DatasetSplits, encoder: Any, views: Any, objective:
     """
     enc_mod = _flag(encoder, "modality", "any")
     view_mod = _flag(views, "modality", "any")
-    view_out = _flag(views, "output_modality", view_mod)
+    declared_out = _flag(views, "output_modality", None)  # views that turn one modality into another
+    view_out = declared_out or view_mod
     data_mod = splits.modality
     if view_mod != "any" and data_mod != "any" and view_mod != data_mod:
         raise IncompatibleComponentsError(
@@ -119,7 +120,7 @@ def check_compatible(splits: DatasetSplits, encoder: Any, views: Any, objective:
         )
     produced = data_mod if view_out == "any" else view_out
     if enc_mod != "any" and produced not in ("any", enc_mod):
-        source = f"dataset {names['data']!r}" if view_out == "any" else f"views {names['views']!r}"
+        source = f"views {names['views']!r}" if declared_out not in (None, "any") else f"dataset {names['data']!r}"
         raise IncompatibleComponentsError(
             f"encoder {names['encoder']!r} takes {enc_mod} input but {source} gives it {produced}; "
             f"pick an encoder for {produced} data or views that turn {produced} into {enc_mod}"

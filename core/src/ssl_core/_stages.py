@@ -33,7 +33,7 @@ Merging: a component table (``data``, ``encoder``, ``views``) with the default's
 stage from a fresh encoder instead of the previous stage's (HuBERT's iteration 2).
 Strings ``"${stage.artefact}"`` are replaced by an earlier stage's artefact; every
 pretrain stage provides ``checkpoint`` and ``out_dir``. ``--set`` overrides apply to
-every stage (``stage.N.key=value`` to one).
+every stage (``stage.N.key=value`` to one; ``stage.N.task.key=value`` to a task's parameters).
 
 With an output directory each stage writes into ``{out}/{N}-{name}/`` and finished stages
 are recorded in ``{out}/stages.json``: ``--resume`` skips them and resumes the stage that
@@ -175,9 +175,11 @@ def load_stages(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
         init = stage_raw.get("init", "previous")
         if init not in ("previous", "scratch"):
             raise ConfigError(f"stage {name!r}: init must be 'previous' or 'scratch', got {init!r}")
+        own = per_stage.get(number, [])
+        task_overrides = [o for o in own if o.startswith("task.")]
         pipeline = _merge(raw, stage_raw)
         pipeline["name"] = f"{pipeline_name}/{name}"
-        pipeline = apply_overrides(pipeline, [*common, *per_stage.get(number, [])])
+        pipeline = apply_overrides(pipeline, [*common, *(o for o in own if not o.startswith("task."))])
         for ref_stage, _ in _REFERENCE.findall(json.dumps(pipeline) + json.dumps(stage_raw.get("task", {}))):
             if ref_stage not in seen:
                 raise ConfigError(
@@ -187,7 +189,8 @@ def load_stages(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
         task = None
         if kind == "task":
             task_raw = stage_raw["task"]
-            task = {"name": task_raw} if isinstance(task_raw, str) else dict(task_raw)
+            task = {"name": task_raw} if isinstance(task_raw, str) else _deep_copy(task_raw)
+            task = apply_overrides({"task": task}, task_overrides)["task"]
             if "name" not in task:
                 raise ConfigError(f"stage {name!r}: task needs a 'name' (a registered task, see `ssl plugins`)")
         else:
