@@ -20,6 +20,7 @@ from ssl_core.testing import (
 from ssl_graph import (
     GATEncoder,
     GINEncoder,
+    GraphAugmentViews,
     GraphMAEObjective,
     GraphSVMEvaluator,
     NodeMaskViews,
@@ -325,3 +326,26 @@ def test_neighbor_subgraphs_put_seeds_first_and_keep_real_edges() -> None:
         assert (ids[s], ids[t]) in full
     degree = torch.bincount(sub["edge_index"][1][sub["edge_index"][1] < 16], minlength=16)
     assert int(degree.min()) >= 1 and int(degree.max()) <= 3  # at most k sampled in-neighbours per seed
+
+
+class TestGraphAugmentViewsConformance(ViewGeneratorConformance):
+    def make_views(self) -> GraphAugmentViews:
+        return GraphAugmentViews()
+
+    def make_batch(self) -> dict[str, Any]:
+        return small_graph()
+
+
+def test_augment_views_drop_edges_and_mask_whole_feature_columns() -> None:
+    batch = small_graph(num_nodes=200, in_dim=40)
+    views = GraphAugmentViews(drop_edge_rates=(0.0, 0.5), feature_mask_rates=(0.5, 0.0))
+    first, second = views(batch, torch.Generator().manual_seed(0)).batches
+    zeroed = (first["x"] == 0).all(dim=0) & (batch["x"] != 0).any(dim=0)
+    kept = (first["x"] == batch["x"]).all(dim=0)
+    assert bool((zeroed | kept).all()) and 5 < int(zeroed.sum()) < 35  # columns, for every node at once
+    assert torch.equal(first["edge_index"], batch["edge_index"]) and torch.equal(second["x"], batch["x"])
+    edges = {tuple(e) for e in batch["edge_index"].t().tolist()}
+    left = {tuple(e) for e in second["edge_index"].t().tolist()}
+    assert left < edges and 0.3 < len(left) / len(edges) < 0.7
+    with pytest.raises(ValueError, match="two rates in"):
+        GraphAugmentViews(drop_edge_rates=(0.2,))  # type: ignore[arg-type]

@@ -11,9 +11,10 @@ import soundfile
 import torch
 from torch import nn
 
-from ssl_core.testing import DatasetConformance, EncoderConformance, EvaluatorConformance
+from ssl_core.testing import DatasetConformance, EncoderConformance, EvaluatorConformance, ViewGeneratorConformance
 from ssl_speech import (
     AudioDataError,
+    AudioMultiCropViews,
     MFCCEncoder,
     UtteranceProbeEvaluator,
     Wav2Vec2Encoder,
@@ -22,6 +23,7 @@ from ssl_speech import (
     collate_audio,
     download_fsdd,
     fsdd,
+    hubert_labels_task,
     librispeech,
     load_audio,
 )
@@ -272,3 +274,68 @@ def test_fsdd_downloader_extracts_recordings_from_an_archive(fsdd_root: Path, tm
         download_fsdd(tmp_path / "other", url=(tmp_path / "missing.zip").as_uri())
     with pytest.raises(AudioDataError, match="download = true"):
         fsdd(str(tmp_path / "empty"))
+
+
+class TestAudioMultiCropConformance(ViewGeneratorConformance):
+    def make_views(self) -> AudioMultiCropViews:
+        return AudioMultiCropViews(global_seconds=0.25, local_seconds=0.1)
+
+    def make_batch(self) -> dict[str, Any]:
+        return collate_audio([{"x": torch.randn(8000), "y": 0}, {"x": torch.randn(3000), "y": 1}])
+
+
+def test_multi_crop_cuts_inside_each_utterance_and_marks_short_ones() -> None:
+    wave = torch.arange(1, 8001, dtype=torch.float32)  # a ramp: a crop's values say where it came from
+    batch = collate_audio([{"x": wave}, {"x": wave[:2000]}])
+    views = AudioMultiCropViews(num_local=3, global_seconds=0.25, local_seconds=0.1, gain_db=0.0, noise_prob=0.0)
+    out = views(batch, torch.Generator().manual_seed(0))
+    assert len(out) == views.num_views == 5 and out.extras["num_global"] == 2
+    for crop in out.batches:
+        x, lengths = crop["x"], crop["lengths"]
+        size = x.shape[1]
+        assert lengths.tolist() == [size, min(size, 2000)]
+        assert torch.all(x[0, 1:] - x[0, :-1] == 1)  # one contiguous stretch of the first utterance
+        assert torch.all(x[1, lengths[1] :] == 0) and x[1, : lengths[1]].max() <= 2000  # short one: whole, padded
+    again = views(batch, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a["x"], b["x"]) for a, b in zip(out.batches, again.batches, strict=True))
+
+
+def test_multi_crop_gain_and_noise_stay_within_their_ranges() -> None:
+    batch = collate_audio([{"x": torch.ones(8000)}] * 64)
+    loud = AudioMultiCropViews(num_local=0, global_seconds=0.25, gain_db=6.0, noise_prob=0.0)
+    x = loud(batch, torch.Generator().manual_seed(1)).batches[0]["x"]
+    assert x.min() >= 10 ** (-6 / 20) - 1e-6 and x.max() <= 10 ** (6 / 20) + 1e-6
+    noisy = AudioMultiCropViews(num_local=0, global_seconds=0.25, gain_db=0.0, noise_prob=1.0, snr_db=(10.0, 10.0))
+    y = noisy(batch, torch.Generator().manual_seed(1)).batches[0]["x"]
+    snr = 10 * torch.log10(1.0 / (y - 1.0).square().mean())
+    assert abs(float(snr) - 10.0) < 0.5
+    with pytest.raises(ValueError, match="local_seconds <= global_seconds"):
+        AudioMultiCropViews(global_seconds=0.1, local_seconds=0.2)
+    with pytest.raises(ValueError, match=r"waveforms \[batch, samples\]"):
+        loud({"x": torch.zeros(2, 3, 4)}, torch.Generator())
+
+
+def test_frames_frontend_takes_time_series_with_their_padding() -> None:
+    encoder = Wav2Vec2Encoder(preset="tiny", frontend="frames", in_channels=3).eval()
+    assert encoder.modality == "any" and Wav2Vec2Encoder.modality == "audio"
+    x = torch.randn(2, 40, 3)
+    padding = torch.zeros(2, 40, dtype=torch.bool)
+    padding[1, 30:] = True
+    out = encoder({"x": x, "padding_mask": padding}, token_mask=torch.zeros(2, 40, dtype=torch.bool))
+    assert out.tokens.shape == (2, 40, 64) and torch.equal(out.padding_mask, padding)
+    alone = encoder({"x": x[1:, :30]})  # the padded series gives what it gives alone
+    assert torch.allclose(out.pooled[1], alone.pooled[0], atol=1e-5)
+    with pytest.raises(ValueError, match=r"needs batch\['x'\] as \[B, T, 3\]"):
+        encoder({"x": torch.randn(2, 40)})
+    with pytest.raises(ValueError, match="needs in_channels"):
+        Wav2Vec2Encoder(preset="tiny", frontend="frames")
+
+
+def test_hubert_labels_task_writes_labels_for_the_next_stage(fsdd_root: Path, tmp_path: Path) -> None:
+    splits = fsdd(str(fsdd_root), limit=20, progress=False)
+    made = hubert_labels_task(splits, tmp_path, source="mfcc", num_clusters=4)
+    assert made["labels"] == str(tmp_path / "labels.pt") and made["num_clusters"] == 4
+    attached = fsdd(str(fsdd_root), limit=20, progress=False, labels=made["labels"])
+    assert attached.info["num_clusters"] == 4 and "targets" in attached.train[0]
+    with pytest.raises(ValueError, match="put a pretrain stage before this one"):
+        hubert_labels_task(splits, tmp_path, source="layer")

@@ -140,6 +140,6 @@ class AudioMultiCropViews:
         lengths = lengths.to(x.device).long()
         sizes = [self.global_samples] * self.num_global + [self.local_samples] * self.num_local
         return Views(
-            batches=[self._crop(x, lengths, size, generator) for size in sizes],
+            batches=[{**batch, **self._crop(x, lengths, size, generator)} for size in sizes],
             extras={"num_global": self.num_global},
         )
