@@ -1,4 +1,4 @@
-"""Nox sessions for the ssl monorepo: isolated and combined tests, lint, typecheck, demo and bench.
+"""Nox sessions for the ssl monorepo: isolated and combined tests, lint, typecheck, docs, demo and bench.
 
 ``nox -t ci`` (or plain ``nox``) runs what CI runs. The heavy third-party dependencies (torch and
 friends, ~5.5 GB) are installed once into a shared base virtualenv ``.nox/_deps``, pinned by
@@ -73,6 +73,13 @@ PLUGINS: dict[str, str] = {
 THIRDPARTY_EXAMPLE_DIR = "./examples/thirdparty-plugin"
 LINT_TARGETS: tuple[str, ...] = ("core", "packages", "tests", "benchmarks", "examples", "noxfile.py")
 RUFF_REQUIREMENT = "ruff>=0.17,<0.18"
+DOCS_REQUIREMENTS: tuple[str, ...] = (
+    "mkdocs>=1.6,<2",
+    "mkdocs-material>=9.5,<10",
+    "mkdocstrings[python]>=0.27,<2",
+    "packaging>=23",  # docs/hooks.py reads ssl's argparse definitions from core/src (no torch needed)
+    "importlib-metadata>=6.0",
+)
 MYPY_REQUIREMENT = "mypy>=2.0,<3"
 
 # Sessions on the layer are created without pip: the base's pip, visible through the .pth, installs into them.
@@ -243,6 +250,15 @@ def lint(session: nox.Session) -> None:
     targets = existing(*LINT_TARGETS)
     session.run("ruff", "check", *targets)
     session.run("ruff", "format", "--check", *targets)
+
+
+@nox.session(tags=["ci"])
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs-material + mkdocstrings), built with --strict: broken links fail."""
+    session.install("--progress-bar", "off", *DOCS_REQUIREMENTS)
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"})
+    session.log(f"site built in {site}")
 
 
 @nox.session(tags=["ci"], venv_params=LAYER_VENV_PARAMS)
