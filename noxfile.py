@@ -71,7 +71,7 @@ PLUGINS: dict[str, str] = {
     "timeseries": "ssl_timeseries",
 }
 THIRDPARTY_EXAMPLE_DIR = "./examples/thirdparty-plugin"
-LINT_TARGETS: tuple[str, ...] = ("core", "packages", "tests", "benchmarks", "examples", "noxfile.py")
+LINT_TARGETS: tuple[str, ...] = ("core", "packages", "tests", "benchmarks", "examples", "docs", "noxfile.py")
 RUFF_REQUIREMENT = "ruff>=0.17,<0.18"
 DOCS_REQUIREMENTS: tuple[str, ...] = (
     "mkdocs>=1.6,<2",
