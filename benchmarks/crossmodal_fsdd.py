@@ -7,8 +7,10 @@ split. The same encoder is pretrained with its own objective (the ``speech.wav2v
 recipe) for the same number of steps, batch size and precision, and both, plus the
 architecture at random init, are scored by the utterance probe (layer-weighted, mean
 pooling, two linear layers, 50 epochs) for speaker and digit on FSDD's 300 test
-utterances (takes 0-4). Both runs use the log-mel front-end (``encoder.frontend=fbank``),
-about 4x cheaper than the waveform CNN on CPU (docs/speech.md).
+utterances (takes 0-4). ``--frontend`` picks the encoder's front-end for both runs: the
+log-mel one (``fbank``, the default, about 4x cheaper on CPU) or the waveform CNN; the
+recorded results (``benchmarks/results/crossmodal_fsdd.json``) use ``waveform`` with 600
+steps, because with ``fbank`` the random-init encoder is already at the probe's ceiling.
 
 Rows: ``accuracy_pct`` for impl in ``dino_on_speech``, ``wav2vec2_objective``,
 ``random_init`` x case ``speaker`` / ``digit``; ``pretrain_seconds``, ``steps``,
