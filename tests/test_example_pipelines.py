@@ -46,7 +46,14 @@ def data(*parts: str) -> str:
 
 
 def test_every_example_pipeline_is_covered_here() -> None:
-    covered = {"dino_speech", "hubert_two_iterations", "mae_dino_cifar", "graphmae_grace_cora", "mvp_wav2vec2_ucr"}
+    covered = {
+        "dino_speech",
+        "hubert_two_iterations",
+        "mae_dino_cifar",
+        "graphmae_grace_cora",
+        "mvp_wav2vec2_ucr",
+        "pretrain_then_evaluate",
+    }
     assert {p.stem for p in PIPELINES.glob("*.toml")} == covered
 
 
@@ -129,6 +136,17 @@ def test_masked_value_prediction_on_the_speech_transformer(tmp_path: Path) -> No
     )
     assert 0.0 <= result.metrics["evaluations"]["timeseries.svm"]["accuracy"] <= 1.0
     assert result.metrics["data"]["modality"] == "timeseries"
+
+
+def test_pretrain_then_three_evaluators(tmp_path: Path) -> None:
+    needs("ssl_timeseries")
+    result = ssl_core.run(PIPELINES / "pretrain_then_evaluate.toml", out=tmp_path, overrides=[*QUIET, "train.steps=3"])
+    evaluations = result.metrics["stages"][1]["evaluations"]
+    assert list(evaluations) == ["timeseries.svm", "core.knn", "core.linear_probe"]
+    loaded = ssl_core.load_encoder(tmp_path / "1-pretrain")
+    direct = ssl_core.evaluate(loaded.encoder, loaded.splits, {"svm": ssl_core.default_registry().get(
+        "evaluator", "timeseries.svm")()})  # fmt: skip
+    assert direct["svm"]["accuracy"] == evaluations["timeseries.svm"]["accuracy"]  # stage 2 scored stage 1's encoder
 
 
 @pytest.mark.parametrize(
