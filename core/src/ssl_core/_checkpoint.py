@@ -20,8 +20,9 @@ import pickle
 import random
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -57,8 +58,8 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Atomically write ``state`` with ``torch.save`` to ``path`` and return it as a ``Path``.
+def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Create ``path`` through ``write(file)`` on a temporary file, fsync, rename: never half-written.
 
     Parent directories are created. ``path`` is replaced only once the new data is
     complete and on disk; on any error the temporary file is removed and the previous
@@ -66,10 +67,9 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
     Example:
         >>> import tempfile
-        >>> d = tempfile.mkdtemp()
-        >>> p = save_checkpoint(checkpoint_path(d, 7), {"step": 7})
-        >>> p.name, load_checkpoint(p)["step"]
-        ('step-000007.pt', 7)
+        >>> p = write_atomic(Path(tempfile.mkdtemp()) / "a.txt", lambda f: f.write(b"hi"))
+        >>> p.read_bytes()
+        b'hi'
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -88,6 +88,23 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
         raise
     _fsync_directory(target.parent)
     return target
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Atomically write ``state`` with ``torch.save`` to ``path`` and return it as a ``Path``.
+
+    Parent directories are created. ``path`` is replaced only once the new data is
+    complete and on disk (:func:`write_atomic`); on any error the previous ``path`` (if
+    any) is left as it was.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> p = save_checkpoint(checkpoint_path(d, 7), {"step": 7})
+        >>> p.name, load_checkpoint(p)["step"]
+        ('step-000007.pt', 7)
+    """
+    return write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(

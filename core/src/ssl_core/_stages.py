@@ -50,7 +50,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -236,13 +235,11 @@ def resolve_artefacts(value: Any, artefacts: Mapping[str, Mapping[str, Any]]) ->
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
+    """Write JSON to ``path`` atomically (:func:`~ssl_core._checkpoint.write_atomic`)."""
+    from ._checkpoint import write_atomic
+
+    text = json.dumps(document, indent=2) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _task_stage(
@@ -316,8 +313,6 @@ def run_stages(
     Returns the last pretraining stage's result with ``metrics["stages"]`` listing every
     stage's metrics; ``result.encoder`` is the encoder after the last stage.
     """
-    import torch
-
     from ._checkpoint import latest_checkpoint
     from ._pipeline import build_dataset, build_encoder, build_evaluators, load_encoder_state
     from ._registry import default_registry
@@ -384,11 +379,10 @@ def run_stages(
                         )
                     with _naming_stage(stage.name):
                         load_encoder_state(evaluated, previous.state_dict(), f"encoder {cfg.encoder.name!r}")
-                device = next((p.device for p in evaluated.parameters()), torch.device("cpu"))
                 metrics = {
                     "name": cfg.name,
                     "evaluations": evaluate(
-                        evaluated.to(device),
+                        evaluated,
                         splits,
                         build_evaluators(cfg.evaluate, splits, registry),
                         batch_size=cfg.train.eval_batch_size,

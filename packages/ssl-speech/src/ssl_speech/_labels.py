@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ssl_core import DatasetSplits, kmeans, kmeans_predict
+from ssl_core import DatasetSplits, kmeans, kmeans_predict, save_checkpoint
 
 __all__ = [
     "attach_labels",
@@ -155,14 +153,8 @@ def hubert_labels(
 
 
 def save_labels(labels: dict[str, Any], path: str | Path) -> Path:
-    """Write labels atomically (temporary file, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(labels, tmp)
-    os.replace(tmp, target)
-    return target
+    """Write labels atomically (ssl-core's :func:`~ssl_core.save_checkpoint`: temporary file, fsync, rename)."""
+    return save_checkpoint(path, labels)
 
 
 def load_labels(path: str | Path) -> dict[str, Any]:
