@@ -42,7 +42,7 @@ was cut off from its last checkpoint.
 Example:
     >>> staged = load_stages({"data": {"name": "core.digits"}, "encoder": {"name": "core.mlp"},
     ...     "views": {"name": "core.noise"}, "stage": [{"objective": {"name": "core.simclr"}},
-    ...     {"name": "probe", "evaluate": [{"name": "core.knn"}]}]})
+    ...     {"name": "probe", "kind": "evaluate", "evaluate": [{"name": "core.knn"}]}]})
     >>> [(s.name, s.kind) for s in staged.stages]
     [('stage-1', 'pretrain'), ('probe', 'evaluate')]
 """
