@@ -22,11 +22,12 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Report", "base_parser", "environment", "git_commit"]
+__all__ = ["Report", "base_parser", "environment", "git_commit", "merge_files"]
 
 
 def git_commit() -> str:
@@ -65,11 +66,17 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the flags every benchmark takes: ``--json`` and ``--quick``."""
+def base_parser(description: str, *, merge: bool = False) -> argparse.ArgumentParser:
+    """An argument parser with the flags every benchmark takes: ``--json`` and ``--quick``.
+
+    ``merge=True`` adds ``--merge FILE ...`` for scripts whose runs are split over processes
+    (one method per process) and combined afterwards with :func:`merge_files`.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--json", type=Path, default=None, help="write the raw rows to this JSON file")
     parser.add_argument("--quick", action="store_true", help="a CI-sized run (smaller data, fewer repeats)")
+    if merge:
+        parser.add_argument("--merge", nargs="+", type=Path, default=None, help="combine these JSON files; run nothing")
     return parser
 
 
@@ -136,3 +143,12 @@ class Report:
                 f"{min(vals):>12.4g} {max(vals):>12.4g} {len(vals):>3}"
             )
         return "\n".join(lines)
+
+
+def merge_files(report: Report, paths: list[Path], summary: Callable[[Report], str], out: Path | None) -> int:
+    """Add every file's rows to ``report``, print ``summary(report)``, write ``out``; the exit status (0)."""
+    for path in paths:
+        report.merge(path)
+    print(summary(report))
+    report.write(out)
+    return 0

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import Report, base_parser
+from _report import Report, base_parser, merge_files
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "examples" / "pipelines" / "dino_speech.toml"
@@ -92,7 +92,7 @@ def summary(report: Report) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
+    parser = base_parser(__doc__.splitlines()[0], merge=True)
     parser.add_argument("--root", default=None, help="FSDD's recordings folder (../shared/data/fsdd/recordings)")
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS))
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default 1000; --quick 10)")
@@ -100,16 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frontend", default="fbank", choices=["fbank", "waveform"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--merge", nargs="+", type=Path, default=None, help="combine these JSON files; run nothing")
     args = parser.parse_args(argv)
 
     report = Report("crossmodal_fsdd")
     if args.merge:
-        for path in args.merge:
-            report.merge(path)
-        print(summary(report))
-        report.write(args.json)
-        return 0
+        return merge_files(report, args.merge, summary, args.json)
     root = args.root or str(ROOT.parent / "shared" / "data" / "fsdd" / "recordings")
     if not Path(root).is_dir():
         print(f"skipped: FSDD not found at {root}; pass --root to its recordings folder")

@@ -133,7 +133,7 @@ def summary(report: Report, dataset: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
+    parser = base_parser(__doc__.splitlines()[0], merge=True)
     parser.add_argument("--dataset", default="Cora", help="Cora, CiteSeer or PubMed")
     parser.add_argument("--root", default=None, help="folder holding <dataset>/raw (default: download to the cache)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0..19 (--quick: 0)")
@@ -143,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--skip-accuracy", action="store_true", help="only measure the epoch cost")
     parser.add_argument("--skip-speed", action="store_true", help="only pretrain and evaluate")
-    parser.add_argument("--merge", nargs="+", type=Path, default=None, help="combine these JSON files; run nothing")
     args = parser.parse_args(argv)
 
     report = Report("graph_planetoid")

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import Report, base_parser
+from _report import Report, base_parser, merge_files
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "examples" / "pipelines" / "graphmae_grace_cora.toml"
@@ -68,23 +68,18 @@ def summary(report: Report) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
+    parser = base_parser(__doc__.splitlines()[0], merge=True)
     parser.add_argument("--root", default=None, help="the planetoid folder (../shared/data/planetoid)")
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS))
     parser.add_argument("--steps", type=int, default=None, help="full-graph steps (default 600; --quick 5)")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--merge", nargs="+", type=Path, default=None, help="combine these JSON files; run nothing")
     args = parser.parse_args(argv)
 
     report = Report("multiobjective_cora")
     if args.merge:
-        for path in args.merge:
-            report.merge(path)
-        print(summary(report))
-        report.write(args.json)
-        return 0
+        return merge_files(report, args.merge, summary, args.json)
     root = args.root or str(ROOT.parent / "shared" / "data" / "planetoid")
     if not (Path(root) / "Cora").is_dir():
         print(f"skipped: Cora not found under {root}; pass --root to the planetoid folder")

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import Report, base_parser
+from _report import Report, base_parser, merge_files
 
 TASKS = ("digit", "speaker")
 
@@ -106,7 +106,7 @@ def summary(report: Report) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
+    parser = base_parser(__doc__.splitlines()[0], merge=True)
     parser.add_argument("--root", default=None, help="FSDD's recordings folder (../shared/data/fsdd/recordings)")
     parser.add_argument("--methods", nargs="+", default=["wav2vec2", "hubert", "mfcc"],
                         choices=["wav2vec2", "hubert", "mfcc"])  # fmt: skip
@@ -114,16 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--merge", nargs="+", type=Path, default=None, help="combine these JSON files; run nothing")
     args = parser.parse_args(argv)
 
     report = Report("speech_fsdd")
     if args.merge:
-        for path in args.merge:
-            report.merge(path)
-        print(summary(report))
-        report.write(args.json)
-        return 0
+        return merge_files(report, args.merge, summary, args.json)
     if args.root is None or not Path(args.root).is_dir():
         parser.error("--root must be FSDD's recordings folder, e.g. ../shared/data/fsdd/recordings")
 
