@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 from ._config import (
     ComponentConfig,
     PipelineConfig,
+    _component,
     _deep_copy,
     _unknown_key,
     apply_overrides,
@@ -269,11 +270,7 @@ def _task_stage(
     if "splits" in wanted:
         if "data" not in pipeline:
             raise ConfigError(f"stage {stage.name!r}: task {spec['name']!r} needs a dataset; add a [data] table")
-        data = pipeline["data"]
-        data_cfg = PipelineConfig(
-            data=ComponentConfig(name=data["name"], params={k: v for k, v in data.items() if k != "name"}),
-            encoder=ComponentConfig(name=""),
-        )
+        data_cfg = PipelineConfig(data=_component(pipeline["data"], "data"), encoder=ComponentConfig(name=""))
         splits = build_dataset(data_cfg, registry, root=root)
         context.update({**splits.info, "num_classes": splits.num_classes, "modality": splits.modality})
         context["splits"] = splits
