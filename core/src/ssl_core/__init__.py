@@ -57,9 +57,11 @@ __all__ = [
     "Views",
     "__version__",
     "all_gather_with_grad",
+    "apply_overrides",
     "autocast_context",
     "build_pipeline",
     "capture_rng_state",
+    "check_compatible",
     "cosine_schedule",
     "default_registry",
     "ema_update_",
@@ -91,6 +93,7 @@ _LAZY: dict[str, str] = {
     "BuiltPipeline": "_pipeline",
     "build_pipeline": "_pipeline",
     "load_encoder_state": "_pipeline",
+    "check_compatible": "_pipeline",
     "MultiObjective": "_multi",
     "MultiViews": "_multi",
     "Stage": "_stages",
@@ -101,6 +104,7 @@ _LAZY: dict[str, str] = {
     "PipelineConfig": "_config",
     "TrainConfig": "_config",
     "load_config": "_config",
+    "apply_overrides": "_config",
     "ComponentNotFoundError": "_errors",
     "ConfigError": "_errors",
     "IncompatibleComponentsError": "_errors",
@@ -172,7 +176,14 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._bases import EncoderBase, ObjectiveBase, ViewGeneratorBase
     from ._checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-    from ._config import ComponentConfig, ObjectiveConfig, PipelineConfig, TrainConfig, load_config
+    from ._config import (
+        ComponentConfig,
+        ObjectiveConfig,
+        PipelineConfig,
+        TrainConfig,
+        apply_overrides,
+        load_config,
+    )
     from ._device import autocast_context, move_to_device, resolve_device
     from ._discovery import scan_plugins
     from ._distributed import DistributedContext, all_gather_with_grad, init_distributed
@@ -190,7 +201,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._kmeans import KMeansResult, kmeans, kmeans_predict
     from ._meters import ThroughputMeter
     from ._multi import MultiObjective, MultiViews
-    from ._pipeline import BuiltPipeline, build_pipeline, load_encoder_state
+    from ._pipeline import BuiltPipeline, build_pipeline, check_compatible, load_encoder_state
     from ._protocols import (
         DatasetProvider,
         DatasetSplits,

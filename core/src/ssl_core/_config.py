@@ -104,7 +104,15 @@ class ObjectiveConfig(ComponentConfig):
 
 @dataclass
 class TrainConfig:
-    """Settings of the training loop (shared by every method)."""
+    """Settings of the training loop (shared by every method).
+
+    Warm-up: ``warmup_ratio`` (a fraction of ``steps``) follows ``--set train.steps=...``;
+    ``warmup_steps`` is a fixed count. When both are set the ratio wins.
+
+    Example:
+        >>> TrainConfig(steps=200, warmup_ratio=0.1).total_warmup_steps()
+        20
+    """
 
     steps: int = 1000
     batch_size: int = 256
@@ -116,6 +124,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9
     warmup_steps: int = 0
+    warmup_ratio: float | None = None
     min_lr_ratio: float = 0.0
     grad_clip: float | None = None
     accumulate: int = 1
@@ -132,6 +141,12 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     eval_batch_size: int = 512
+
+    def total_warmup_steps(self) -> int:
+        """The number of warm-up steps: ``warmup_ratio * steps`` when set, else ``warmup_steps`` (at most ``steps``)."""
+        if self.warmup_ratio is not None:
+            return min(self.steps, round(self.warmup_ratio * self.steps))
+        return min(self.warmup_steps, self.steps)
 
 
 @dataclass
@@ -262,6 +277,8 @@ def _train(raw: Any) -> TrainConfig:
             raise ConfigError(f"train.{key} must be at least 1, got {getattr(cfg, key)}")
     if cfg.lr <= 0:
         raise ConfigError(f"train.lr must be positive, got {cfg.lr}")
+    if cfg.warmup_ratio is not None and not 0.0 <= cfg.warmup_ratio < 1.0:
+        raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
     return cfg
 
 

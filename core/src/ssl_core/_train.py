@@ -231,7 +231,7 @@ def train(
     wrapped = wrap_model(model, ctx, "ddp" if cfg.distributed == "auto" else cfg.distributed)
     optimizer = _make_optimizer(model, cfg)
     scheduler = warmup_cosine_lr(
-        optimizer, warmup_steps=min(cfg.warmup_steps, cfg.steps), total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
+        optimizer, warmup_steps=cfg.total_warmup_steps(), total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
     )
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device, cfg.precision))
     view_rng = torch.Generator(device=device)
