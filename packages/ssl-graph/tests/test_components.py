@@ -310,6 +310,16 @@ def test_node_probe_explains_graph_level_input() -> None:
         NodeProbeEvaluator()(GINEncoder(in_dim=5, hidden_dim=8), [graph_level_batch()], [])
 
 
+def test_graph_svm_caps_the_solver_and_names_itself() -> None:
+    batches = [graph_level_batch(), graph_level_batch()]
+    enc = GINEncoder(in_dim=5, hidden_dim=8)
+    with pytest.warns(RuntimeWarning, match=r"graph\.svm: .*max_iter=1 "):
+        scores = GraphSVMEvaluator(folds=3, max_iter=1)(enc, batches, [])
+    assert 0.0 <= scores["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="max_iter"):
+        GraphSVMEvaluator(max_iter=0)
+
+
 # ---------------------------------------------------------------- neighbour sampling
 
 

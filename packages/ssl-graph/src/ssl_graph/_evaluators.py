@@ -11,7 +11,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +24,32 @@ from torch import Tensor, nn
 from ssl_core import embed
 
 __all__ = ["GraphSVMEvaluator", "NodeProbeEvaluator", "node_probe"]
+
+SVM_MAX_ITER = 10_000_000
+"""libsvm's iteration cap per fit (sklearn's default is none); as ssl-timeseries' TS2Vec protocol."""
+
+
+@contextmanager
+def _warn_if_capped(evaluator: str, max_iter: int) -> Iterator[None]:
+    """Collect sklearn's "Solver terminated early" warnings and emit one that names ``evaluator``."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    capped = 0
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            capped += 1
+        else:  # not ours: pass it on unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if capped:
+        warnings.warn(
+            f"{evaluator}: the SVM solver stopped at max_iter={max_iter} in {capped} fit(s) without converging; "
+            "the accuracy is that of unconverged SVMs",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _device_of(encoder: nn.Module) -> torch.device:
@@ -138,7 +166,8 @@ class GraphSVMEvaluator:
     For each of ``folds`` stratified folds (shuffled with ``seed``) the C of an RBF SVC is
     chosen by an inner 5-fold grid search on the training part; ``accuracy`` is the mean
     test-fold accuracy and ``accuracy_std`` its standard deviation. Uses the train split
-    only (GraphMAE scores on all graphs).
+    only (GraphMAE scores on all graphs). Each libsvm fit stops after ``max_iter``
+    iterations (GraphMAE sets no cap; a ``RuntimeWarning`` says when the cap was hit).
 
     Example:
         >>> GraphSVMEvaluator().c_grid
@@ -147,8 +176,17 @@ class GraphSVMEvaluator:
 
     higher_is_better: ClassVar[bool] = True
 
-    def __init__(self, folds: int = 10, c_grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0), seed: int = 0) -> None:
+    def __init__(
+        self,
+        folds: int = 10,
+        c_grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0),
+        seed: int = 0,
+        max_iter: int = SVM_MAX_ITER,
+    ) -> None:
+        if max_iter < 1:
+            raise ValueError(f"graph.svm: max_iter must be a positive number of solver iterations, got {max_iter}")
         self.folds, self.c_grid, self.seed = folds, tuple(float(c) for c in c_grid), seed
+        self.max_iter = max_iter
 
     def __call__(
         self, encoder: nn.Module, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]
@@ -162,13 +200,15 @@ class GraphSVMEvaluator:
         features, labels = embed(encoder, batches)
         x, y = features.numpy(), labels.numpy()
         scores = []
-        for train_idx, test_idx in StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(x, y):
-            inner = int(min(5, np.bincount(y[train_idx]).min()))  # small classes: fewer inner folds
-            if inner < 2:
-                raise ValueError(
-                    "GraphSVMEvaluator: a class has fewer than 2 graphs in a training fold; use fewer folds"
-                )
-            search = GridSearchCV(SVC(random_state=42), {"C": list(self.c_grid)}, cv=inner, n_jobs=1)
-            search.fit(x[train_idx], y[train_idx])
-            scores.append(float((search.predict(x[test_idx]) == y[test_idx]).mean()))
+        svm = SVC(random_state=42, max_iter=self.max_iter)
+        with _warn_if_capped("graph.svm", self.max_iter):
+            for train_idx, test_idx in StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(x, y):
+                inner = int(min(5, np.bincount(y[train_idx]).min()))  # small classes: fewer inner folds
+                if inner < 2:
+                    raise ValueError(
+                        "GraphSVMEvaluator: a class has fewer than 2 graphs in a training fold; use fewer folds"
+                    )
+                search = GridSearchCV(svm, {"C": list(self.c_grid)}, cv=inner, n_jobs=1)
+                search.fit(x[train_idx], y[train_idx])
+                scores.append(float((search.predict(x[test_idx]) == y[test_idx]).mean()))
         return {"accuracy": float(np.mean(scores)), "accuracy_std": float(np.std(scores))}

@@ -9,7 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -24,6 +26,37 @@ __all__ = ["SVMEvaluator", "fit_svm", "instance_representations"]
 
 SVM_C_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, float("inf"))
 """The C values TS2Vec searches (``tasks/_eval_protocols.fit_svm``)."""
+
+SVM_MAX_ITER = 10_000_000
+"""libsvm's iteration cap: the value TS2Vec's grid search passes (``max_iter: [10000000]``).
+
+TS2Vec's plain ``SVC(C=inf)`` (small train sets) has no cap; with ``C=inf`` and two
+identical representations of different classes (a collapsed or random encoder) libsvm
+then never stops, so :func:`fit_svm` caps both fits.
+"""
+
+
+@contextmanager
+def _warn_if_capped(evaluator: str, max_iter: int) -> Iterator[None]:
+    """Collect sklearn's "Solver terminated early" warnings and emit one that names ``evaluator``."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    capped = 0
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            capped += 1
+        else:  # not ours: pass it on unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if capped:
+        warnings.warn(
+            f"{evaluator}: the SVM solver stopped at max_iter={max_iter} in {capped} fit(s) without converging; "
+            "the accuracy is that of an unconverged SVM (often a sign of collapsed or identical representations)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def instance_representations(
@@ -67,11 +100,23 @@ def instance_representations(
     return x, np.concatenate(labels).astype(np.int64)
 
 
-def fit_svm(features: np.ndarray, labels: np.ndarray, *, cv: int = 5, max_samples: int = 10000, seed: int = 0) -> Any:
+def fit_svm(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    cv: int = 5,
+    max_samples: int = 10000,
+    seed: int = 0,
+    max_iter: int = SVM_MAX_ITER,
+    name: str = "timeseries.svm",
+) -> Any:
     """TS2Vec's SVM: grid search of C (RBF, ``gamma="scale"``, 5-fold) or a plain SVC with ``C=inf``.
 
     The plain SVC is used when there are fewer than 5 samples per class on average or
     fewer than 50 in all, or when some class has fewer samples than folds.
+    Every libsvm fit stops after ``max_iter`` iterations (:data:`SVM_MAX_ITER`, TS2Vec's
+    grid-search cap, by default); when a fit hits the cap a ``RuntimeWarning`` naming
+    ``name`` says so, and the result is the unconverged SVM.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -83,17 +128,20 @@ def fit_svm(features: np.ndarray, labels: np.ndarray, *, cv: int = 5, max_sample
     from sklearn.model_selection import GridSearchCV, train_test_split
     from sklearn.svm import SVC
 
+    if max_iter < 1:
+        raise ValueError(f"{name}: max_iter must be a positive number of solver iterations, got {max_iter}")
     classes, counts = np.unique(labels, return_counts=True)
-    svm = SVC(C=float("inf"), gamma="scale")
-    if len(features) // len(classes) < 5 or len(features) < 50 or counts.min() < cv:
-        return svm.fit(features, labels)
-    if len(features) > max_samples:
-        features, _, labels, _ = train_test_split(
-            features, labels, train_size=max_samples, random_state=seed, stratify=labels
-        )
-    search = GridSearchCV(svm, {"C": list(SVM_C_GRID), "kernel": ["rbf"], "gamma": ["scale"]}, cv=cv, n_jobs=1)
-    search.fit(features, labels)
-    return search.best_estimator_
+    svm = SVC(C=float("inf"), gamma="scale", max_iter=max_iter)
+    with _warn_if_capped(name, max_iter):
+        if len(features) // len(classes) < 5 or len(features) < 50 or counts.min() < cv:
+            return svm.fit(features, labels)
+        if len(features) > max_samples:
+            features, _, labels, _ = train_test_split(
+                features, labels, train_size=max_samples, random_state=seed, stratify=labels
+            )
+        search = GridSearchCV(svm, {"C": list(SVM_C_GRID), "kernel": ["rbf"], "gamma": ["scale"]}, cv=cv, n_jobs=1)
+        search.fit(features, labels)
+        return search.best_estimator_
 
 
 class SVMEvaluator:
@@ -104,6 +152,8 @@ class SVMEvaluator:
     the train split with TS2Vec's C grid search (:func:`fit_svm`) and scored on the test split.
 
     Returns ``accuracy`` and ``svm_c`` (the chosen C; ``inf`` is reported as ``-1``).
+    ``max_iter`` caps each libsvm fit (TS2Vec's 10,000,000 by default), so a weak encoder
+    cannot make the evaluation run forever; a ``RuntimeWarning`` says when the cap was hit.
 
     Example:
         >>> SVMEvaluator(pooling="pooled").pooling
@@ -112,17 +162,25 @@ class SVMEvaluator:
 
     higher_is_better: ClassVar[bool] = True
 
-    def __init__(self, pooling: Literal["max", "pooled"] = "max", cv: int = 5, max_samples: int = 10000) -> None:
+    def __init__(
+        self,
+        pooling: Literal["max", "pooled"] = "max",
+        cv: int = 5,
+        max_samples: int = 10000,
+        max_iter: int = SVM_MAX_ITER,
+    ) -> None:
         if pooling not in ("max", "pooled"):
             raise ValueError(f"pooling must be 'max' or 'pooled', got {pooling!r}")
-        self.pooling, self.cv, self.max_samples = pooling, cv, max_samples
+        if max_iter < 1:
+            raise ValueError(f"timeseries.svm: max_iter must be a positive number of solver iterations, got {max_iter}")
+        self.pooling, self.cv, self.max_samples, self.max_iter = pooling, cv, max_samples, max_iter
 
     def __call__(
         self, encoder: nn.Module, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]
     ) -> dict[str, float]:
         x_train, y_train = instance_representations(encoder, train, self.pooling)
         x_test, y_test = instance_representations(encoder, test, self.pooling)
-        svm = fit_svm(x_train, y_train, cv=self.cv, max_samples=self.max_samples)
+        svm = fit_svm(x_train, y_train, cv=self.cv, max_samples=self.max_samples, max_iter=self.max_iter)
         accuracy = float((svm.predict(x_test) == y_test).mean())
         c = float(svm.C)
         return {"accuracy": accuracy, "svm_c": c if np.isfinite(c) else -1.0}
