@@ -48,13 +48,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ._coerce import coerce
 from ._errors import ConfigError
 
 __all__ = [
@@ -232,34 +233,7 @@ def _objectives(raw: Any) -> list[ObjectiveConfig]:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin = getattr(hint, "__origin__", None)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"train.{key} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"train.{key} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"train.{key} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        return str(value)
-    if origin is Literal:
-        options = get_args(hint)
-        if value not in options:
-            raise ConfigError(f"train.{key} must be one of {', '.join(map(repr, options))}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(get_args(hint)):
-            raise ConfigError(f"train.{key} must be a list of {len(get_args(hint))} numbers, got {value!r}")
-        return tuple(float(v) for v in value)
-    args = [a for a in get_args(hint) if a is not type(None)]
-    if args and len(args) < len(get_args(hint)):  # Optional[X]
-        return None if value is None else _coerce(value, args[0], key)
-    return value
+    return coerce(value, hint, f"train.{key}")  # the rules live in _coerce, shared with component parameters
 
 
 def _train(raw: Any) -> TrainConfig:

@@ -29,6 +29,7 @@ from torch import nn
 
 from ._config import ComponentConfig, PipelineConfig
 from ._errors import ConfigError, IncompatibleComponentsError
+from ._params import check_params, fillable
 from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
 
@@ -61,9 +62,13 @@ def build_component(
 ) -> Any:
     """Call ``factory(**params)``, filling missing parameters from ``context`` by name.
 
+    Only the pipeline's own facts and the standard data facts fill a parameter, plus the
+    ``info`` keys the factory declares in ``data_params`` (see :mod:`ssl_core._params`);
+    the values in ``params`` are checked and converted against the factory's annotations.
+
     Raises:
-        ConfigError: an unknown parameter (with the closest valid one) or a required
-            one that neither the config nor the pipeline provides.
+        ConfigError: an unknown parameter (with the closest valid one), a value of the
+            wrong type, or a required one that neither the config nor the pipeline provides.
     """
     try:
         sig = inspect.signature(factory)
@@ -77,17 +82,27 @@ def build_component(
                 match = difflib.get_close_matches(key, list(accepted), n=1, cutoff=0.5)
                 hint = f"; did you mean {match[0]!r}?" if match else f"; it accepts: {', '.join(accepted) or 'nothing'}"
                 raise ConfigError(f"{what} has no parameter {key!r}{hint}")
-    kwargs = dict(params)
-    missing = []
+    kwargs = check_params(factory, params, what)
+    allowed = set(fillable(factory, what))
+    missing, undeclared = [], []
     for name, p in accepted.items():
         if name in kwargs:
             continue
-        if name in context:
+        if name in context and name in allowed:
             kwargs[name] = context[name]
         elif p.default is p.empty:
             missing.append(name)
+            if name in context:
+                undeclared.append(name)
     if missing:
-        raise ConfigError(f"{what} needs {', '.join(repr(m) for m in missing)}; set it in the pipeline file")
+        fix = "set it in the pipeline file"
+        if undeclared:
+            names = ", ".join(repr(n) for n in undeclared)
+            fix += (
+                f", or declare data_params = ({names},) on the component to take it from the dataset's info "
+                "(only standard facts are filled without a declaration)"
+            )
+        raise ConfigError(f"{what} needs {', '.join(repr(m) for m in missing)}; {fix}")
     try:
         return factory(**kwargs)
     except (TypeError, ValueError) as exc:
