@@ -64,24 +64,26 @@ def test_recipes_hold_the_papers_hyper_parameters() -> None:
     assert PUBLISHED_TS2VEC["GunPoint"] == 0.980
 
 
-def test_short_ts2vec_run_on_gunpoint(tmp_path: Path) -> None:
+def test_short_ts2vec_run_on_gunpoint(tmp_path: Path, capsys: Any) -> None:
     cfg = ts2vec("GunPoint")
     cfg["encoder"].update(embed_dim=32, hidden_dim=16, depth=3)
     result = ssl_core.run(cfg, out=tmp_path, overrides=["train.steps=6", "train.progress=false", "plots=false"])
     accuracy = result.metrics["evaluations"]["timeseries.svm"]["accuracy"]
     assert 0.5 <= accuracy <= 1.0
+    assert "(published TS2Vec: 0.980)" in capsys.readouterr().out  # the hook plugin, through its entry point
     assert "timeseries.svm" in result.metrics["random_init"]
     assert (tmp_path / "metrics.json").is_file()
 
 
-def test_short_mvp_run_with_the_ts2vec_encoder() -> None:
+def test_short_mvp_run_with_the_ts2vec_encoder(capsys: Any) -> None:
     cfg = mvp("ItalyPowerDemand")
     cfg["encoder"] = {"name": "timeseries.ts2vec", "embed_dim": 16, "hidden_dim": 8, "depth": 2}
-    cfg["evaluate"] = [{"name": "core.linear_probe"}]
+    cfg["evaluate"] = [{"name": "core.linear_probe"}, {"name": "timeseries.svm"}]
     result = ssl_core.run(
         cfg, overrides=["train.steps=4", "train.progress=false", "plots=false", "compare_random_init=false"]
     )
     assert result.metrics["train"]["steps"] == 4
+    assert "published TS2Vec" not in capsys.readouterr().out  # an MVP run is no TS2Vec comparison
 
 
 def test_ts2vec_objective_needs_tokens(ssl_registry: Registry) -> None:
@@ -107,12 +109,40 @@ def test_ts2vec_objective_needs_tokens(ssl_registry: Registry) -> None:
 
 def test_published_hook_prints_only_for_known_ucr_runs(capsys: Any) -> None:
     hook = PublishedFigure()
-    hook.ssl_on_train_start({"data": {"name": "timeseries.ucr", "dataset": "ArrowHead"}})
+    ts2vec_objective = {"name": "timeseries.ts2vec", "alpha": 0.5}
+    hook.ssl_on_train_start({"data": {"name": "timeseries.ucr", "dataset": "ArrowHead"}, "objective": ts2vec_objective})
     hook.ssl_on_evaluate_end("random_init/timeseries.svm", {"accuracy": 0.5})
     hook.ssl_on_evaluate_end("timeseries.svm", {"accuracy": 0.9})
-    hook.ssl_on_train_start({"data": {"name": "core.digits"}})
+    hook.ssl_on_train_start({"data": {"name": "core.digits"}, "objective": ts2vec_objective})
     hook.ssl_on_evaluate_end("timeseries.svm", {"accuracy": 0.9})
     assert capsys.readouterr().out.strip() == "timeseries.svm on ArrowHead: accuracy 0.9000 (published TS2Vec: 0.857)"
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        {"name": "timeseries.mvp"},
+        [{"name": "timeseries.ts2vec"}, {"name": "timeseries.mvp"}],  # a multi-objective run is not TS2Vec
+        None,  # evaluation only: nothing was trained
+    ],
+)
+def test_published_hook_is_silent_for_other_objectives(objective: Any, capsys: Any) -> None:
+    hook = PublishedFigure()
+    config: dict[str, Any] = {"data": {"name": "timeseries.ucr", "dataset": "GunPoint"}}
+    if objective is not None:
+        config["objective"] = objective
+    hook.ssl_on_train_start(config)
+    hook.ssl_on_evaluate_end("timeseries.svm", {"accuracy": 0.9})
+    assert capsys.readouterr().out == ""
+
+
+def test_published_hook_accepts_a_list_of_one_ts2vec_objective(capsys: Any) -> None:
+    hook = PublishedFigure()
+    hook.ssl_on_train_start(
+        {"data": {"name": "timeseries.ucr", "dataset": "GunPoint"}, "objective": [{"name": "timeseries.ts2vec"}]}
+    )
+    hook.ssl_on_evaluate_end("timeseries.svm", {"accuracy": 0.9})
+    assert "published TS2Vec: 0.980" in capsys.readouterr().out
 
 
 def test_quickstart_file_is_the_ts2vec_recipe_on_gunpoint() -> None:
