@@ -45,13 +45,13 @@ _LAZY = {
     "hubert": "_recipes",
     "wav2vec2": "_recipes",
     "Wav2Vec2Objective": "_objectives",
-    "attach_labels": "_labels",
+    "attach_labels": "_label_files",
     "hubert_labels": "_labels",
     "hubert_labels_task": "_labels",
     "layer_features": "_labels",
-    "load_labels": "_labels",
+    "load_labels": "_label_files",
     "mfcc_features": "_labels",
-    "save_labels": "_labels",
+    "save_labels": "_label_files",
     "functional": "",
 }
 

@@ -26,15 +26,20 @@ __all__ = ["HubertLabelsCommand", "cli", "hubert_labels_command"]
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
-    from ssl_core import ConfigError
-    from ssl_core._config import _parse_value
+    """``--option KEY=VALUE`` pairs as dataset parameters; values are parsed as TOML, as ``--set`` does.
+
+    Example:
+        >>> _options(["limit=100", "progress=false", "speakers=['jackson']"])
+        {'limit': 100, 'progress': False, 'speakers': ['jackson']}
+    """
+    from ssl_core import ConfigError, apply_overrides
 
     options: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
+        key, sep, _ = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--option takes KEY=VALUE (e.g. --option limit=100), got {pair!r}")
-        options[key] = _parse_value(value)
+        apply_overrides(options, [pair])
     return options
 
 

@@ -199,7 +199,7 @@ def _info(loaded: Sequence[_Loaded], sample_rate: int, extra: dict[str, Any]) ->
 def _with_label_file(splits: DatasetSplits, labels: str | None) -> DatasetSplits:
     """Attach a HuBERT label file's frame targets (``labels = PATH`` of the datasets), if one is given."""
     if labels is not None:
-        from ._labels import attach_labels, load_labels
+        from ._label_files import attach_labels, load_labels
 
         attach_labels(splits, load_labels(labels))
     return splits

@@ -19,7 +19,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ssl_core import DatasetSplits, kmeans, kmeans_predict, save_checkpoint
+from ssl_core import DatasetSplits, kmeans, kmeans_predict
+
+from ._label_files import attach_labels, load_labels, save_labels
 
 __all__ = [
     "attach_labels",
@@ -150,35 +152,6 @@ def hubert_labels(
         "layer": layer if source == "layer" else None,
         "inertia": float(result.inertia),
     }
-
-
-def save_labels(labels: dict[str, Any], path: str | Path) -> Path:
-    """Write labels atomically (ssl-core's :func:`~ssl_core.save_checkpoint`: temporary file, fsync, rename)."""
-    return save_checkpoint(path, labels)
-
-
-def load_labels(path: str | Path) -> dict[str, Any]:
-    """Read labels written by :func:`save_labels`."""
-    labels: dict[str, Any] = torch.load(Path(path), weights_only=False)
-    missing = [k for k in ("train", "test", "num_clusters") if k not in labels]
-    if missing:
-        raise ValueError(f"{path} is not a HuBERT label file (missing {', '.join(missing)})")
-    return labels
-
-
-def attach_labels(splits: DatasetSplits, labels: dict[str, Any], key: str = "targets") -> DatasetSplits:
-    """Add each utterance's frame labels to its samples under ``key`` (checks the utterance counts)."""
-    for name in ("train", "test"):
-        dataset = getattr(splits, name)
-        column = labels[name]
-        if len(column) != len(dataset):
-            raise ValueError(
-                f"the label file has {len(column)} {name} utterances but the dataset has {len(dataset)}; "
-                "make the labels from the same dataset settings"
-            )
-        dataset.labels[key] = [c.long() for c in column]
-    splits.info["num_clusters"] = int(labels["num_clusters"])
-    return splits
 
 
 def hubert_labels_task(
