@@ -87,12 +87,12 @@ def test_short_mvp_run_with_the_ts2vec_encoder(capsys: Any) -> None:
 
 
 def test_ts2vec_objective_needs_tokens(ssl_registry: Registry) -> None:
-    from ssl_core import build_pipeline, load_config
-    from ssl_core._components import MLPEncoder, digits
+    from ssl_core import build_pipeline, default_registry, load_config
     from ssl_timeseries import CropViews, TS2VecObjective
 
-    ssl_registry.register("dataset", "core.digits", digits)
-    ssl_registry.register("encoder", "core.mlp", MLPEncoder)
+    installed = default_registry()  # core's own components, through their entry points
+    ssl_registry.register("dataset", "core.digits", installed.get("dataset", "core.digits"))
+    ssl_registry.register("encoder", "core.mlp", installed.get("encoder", "core.mlp"))
     ssl_registry.register("views", "timeseries.crops", CropViews)
     ssl_registry.register("objective", "timeseries.ts2vec", TS2VecObjective)
     cfg = load_config(
