@@ -49,6 +49,9 @@ HOOKS_GROUP: Final = "ssl_core.hooks"
 """Pluggy hook implementations: ``<name> = "<module or module:object>"``."""
 
 CORE_DISTRIBUTION: Final = "ssl-core"
+CORE_PREFIX: Final = "core"
+"""The prefix of ssl-core's own components (``core.mlp``); other distributions declare theirs in
+``ssl_core.plugins``."""
 
 Status = Literal["ok", "incompatible", "error", "duplicate"]
 
@@ -79,6 +82,14 @@ class PluginStatus:
     requirement: str | None = None
     components: list[ComponentEntry] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Problems that leave the plugin usable (a component named outside its prefix): shown, not fatal."""
+    prefixes: list[str] = field(default_factory=list)
+    """The plugin names it declares in ``ssl_core.plugins`` (``core`` for ssl-core): its components' prefixes."""
+
+    def warn(self, message: str) -> None:
+        """Record a warning; the status is unchanged."""
+        self.warnings.append(message)
 
     def flag(self, status: Status, problem: str) -> None:
         """Record a problem; the first non-ok status wins, later ones add detail."""
@@ -93,6 +104,8 @@ class PluginStatus:
             "version": self.version,
             "status": self.status,
             "problems": list(self.problems),
+            "warnings": list(self.warnings),
+            "prefixes": list(self.prefixes),
             "requires_core": self.requirement,
             "components": [{"kind": c.kind, "name": c.name, "target": c.target} for c in self.components],
             "hooks": list(self.hooks),
@@ -173,6 +186,34 @@ def _check_module_exists(plugin: PluginStatus, module: str) -> None:
         plugin.flag("error", f"module {top!r} named by an entry point is not installed")
 
 
+def _prefix(name: str) -> str:
+    return name.partition(".")[0] if "." in name else ""
+
+
+def _owns(plugin: PluginStatus, name: str) -> bool:
+    """Whether ``name`` is under one of the plugin's declared prefixes (``<plugin>.<name>``)."""
+    return _prefix(name) in plugin.prefixes
+
+
+def _check_prefixes(plugin: PluginStatus) -> None:
+    """Warn about component names outside the plugin's declared prefixes (they stay usable)."""
+    if not plugin.prefixes:
+        if plugin.components:
+            plugin.warn(
+                "declares no ssl_core.plugins entry point (<plugin> = <package>), so its component names "
+                "have no prefix of their own"
+            )
+        return
+    expected = " or ".join(f"'{p}.'" for p in plugin.prefixes)
+    for entry in plugin.components:
+        if not _owns(plugin, entry.name):
+            short = entry.name.rpartition(".")[2]
+            plugin.warn(
+                f"{entry.kind} {entry.name!r} is outside this plugin's prefix {expected}: names are "
+                f"<plugin>.<name>, e.g. '{plugin.prefixes[0]}.{short}'"
+            )
+
+
 def scan_plugins() -> DiscoveryReport:
     """Read every installed distribution's entry points and report per-plugin status.
 
@@ -187,6 +228,9 @@ def scan_plugins() -> DiscoveryReport:
         plugins[key] = plugin
         if key != CORE_DISTRIBUTION:
             plugin.requirement = _core_requirement(dist)
+            plugin.prefixes = sorted({name for group, name, _ in dist.entry_points if group == PLUGINS_GROUP})
+        else:
+            plugin.prefixes = [CORE_PREFIX]
         for group, name, value in dist.entry_points:
             if group in groups:
                 plugin.components.append(ComponentEntry(groups[group], name, value, dist.name))
@@ -200,6 +244,7 @@ def scan_plugins() -> DiscoveryReport:
             if module:
                 _check_module_exists(plugin, module)
         _check_requirement(plugin, __version__)
+        _check_prefixes(plugin)
 
     usable: dict[str, dict[str, ComponentEntry]] = {kind: {} for kind in COMPONENT_GROUPS}
     owners: dict[tuple[str, str], list[ComponentEntry]] = defaultdict(list)
@@ -212,11 +257,29 @@ def scan_plugins() -> DiscoveryReport:
         if len(entries) == 1:
             usable[kind][name] = entries[0]
             continue
+        rightful = [e for e in entries if _owns(plugins[_canonical(e.distribution)], e.name)]
+        if len(rightful) == 1:  # a name under another plugin's prefix cannot take that plugin's component away
+            owner = rightful[0]
+            usable[kind][name] = owner
+            for entry in entries:
+                if entry is not owner:
+                    plugins[_canonical(entry.distribution)].flag(
+                        "duplicate",
+                        f"{kind} {name!r} is also provided by {owner.distribution}, which owns the "
+                        f"'{_prefix(name)}.' prefix: that one is loaded and this one ignored; rename this one",
+                    )
+                    plugins[_canonical(owner.distribution)].warn(
+                        f"{entry.distribution} also registers {kind} {name!r} (outside its prefix); "
+                        "this plugin's is loaded"
+                    )
+            continue
         dists = sorted({e.distribution for e in entries})
         for entry in entries:
             others = ", ".join(d for d in dists if d != entry.distribution) or entry.distribution
             plugins[_canonical(entry.distribution)].flag(
-                "duplicate", f"{kind} {name!r} is also provided by {others}; neither is loaded"
+                "duplicate",
+                f"{kind} {name!r} is also provided by {others}; neither is loaded: uninstall one of them "
+                "(`pip uninstall`), or ask the authors to rename",
             )
     ordered = sorted(plugins.values(), key=lambda p: (_canonical(p.name) != CORE_DISTRIBUTION, _canonical(p.name)))
     return DiscoveryReport(core_version=__version__, plugins=ordered, usable=usable)

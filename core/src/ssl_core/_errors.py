@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ComponentNotFoundError",
     "ConfigError",
+    "EncoderWeightsMismatchError",
     "IncompatibleComponentsError",
     "NonFiniteLossError",
     "PluginLoadError",
@@ -30,19 +31,59 @@ class PluginLoadError(SSLCoreError):
 
 
 class ComponentNotFoundError(SSLCoreError, KeyError):
-    """No component of that kind and name; lists close matches."""
+    """No usable component of that kind and name; says why when discovery knows, and lists close matches.
 
-    def __init__(self, kind: str, name: str, suggestions: list[str], reason: str | None = None) -> None:
+    ``status`` is the providing plugin's discovery status when the name is installed but
+    unavailable (``"duplicate"``, ``"incompatible"``, ``"error"``); ``actual_kind`` the kind
+    the name does have when it was asked for as another kind.
+
+    Example:
+        >>> str(ComponentNotFoundError("objective", "core.noise", [], actual_kind="views"))
+        "'core.noise' is a views component, not an objective. Run `ssl plugins` to list the objectives."
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        suggestions: list[str],
+        reason: str | None = None,
+        *,
+        status: str | None = None,
+        actual_kind: str | None = None,
+    ) -> None:
         self.kind, self.name, self.suggestions = kind, name, suggestions
+        self.reason, self.status, self.actual_kind = reason, status, actual_kind
         hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         why = f" ({reason})" if reason else ""
-        super().__init__(
-            f"unknown {kind} {name!r}{why}{hint} Run `ssl plugins` to list what is installed, "
-            f"or `pip install` the plugin that provides it."
-        )
+        if actual_kind is not None:
+            message = (
+                f"{name!r} is {_article(actual_kind)} {actual_kind} component, not {_article(kind)} {kind}"
+                f"{hint or '.'} Run `ssl plugins` to list the {_plural(kind)}."
+            )
+        else:
+            message = f"unknown {kind} {name!r}{why}{hint} {_FIXES.get(status or '', _FIXES[''])}"
+        super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+_FIXES = {
+    "": "Run `ssl plugins` to list what is installed, or `pip install` the plugin that provides it.",
+    "duplicate": "Several installed distributions provide this name: `pip uninstall` all but one "
+    "(`ssl plugins` shows which).",
+    "incompatible": "Run `ssl plugins` to see which versions disagree.",
+    "error": "Run `ssl plugins` (or `ssl plugins --check`) for details; reinstalling the plugin usually helps.",
+}
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _plural(kind: str) -> str:
+    return {"views": "views", "task": "tasks"}.get(kind, kind + "s")
 
 
 class ConfigError(SSLCoreError, ValueError):
@@ -51,6 +92,10 @@ class ConfigError(SSLCoreError, ValueError):
 
 class IncompatibleComponentsError(ConfigError):
     """Two components cannot work together; raised before training starts."""
+
+
+class EncoderWeightsMismatchError(IncompatibleComponentsError):
+    """Given encoder weights (an earlier stage's, a checkpoint's) do not fit the encoder built here."""
 
 
 class NonFiniteLossError(SSLCoreError, FloatingPointError):

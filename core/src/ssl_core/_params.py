@@ -35,7 +35,15 @@ from ._errors import ConfigError
 
 __all__ = ["PIPELINE_FACTS", "STANDARD_DATA_FACTS", "check_params", "declared_data_params", "fillable"]
 
-PIPELINE_FACTS: Final[tuple[str, ...]] = ("num_classes", "modality", "embed_dim", "encoder", "out_dir", "seed", "splits")
+PIPELINE_FACTS: Final[tuple[str, ...]] = (
+    "num_classes",
+    "modality",
+    "embed_dim",
+    "encoder",
+    "out_dir",
+    "seed",
+    "splits",
+)
 """Facts of the pipeline itself: ``DatasetSplits.num_classes`` and ``.modality``, the built encoder
 and its ``embed_dim`` (views, objectives), and for ``[[stage]]`` tasks the stage's ``out_dir``,
 the pipeline's ``seed`` and the dataset's ``splits``."""
@@ -81,8 +89,8 @@ def fillable(factory: Any, what: str = "component") -> tuple[str, ...]:
 
 
 def parameter_hints(factory: Callable[..., Any]) -> dict[str, Any]:
-    """The resolved annotations of ``factory``'s parameters (a class: its ``__init__``); unresolvable ones are left out."""
-    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    """The resolved annotations of ``factory``'s parameters (a class: its ``__init__``), minus unresolvable ones."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         hints = typing.get_type_hints(target)
     except Exception:  # a name only importable under TYPE_CHECKING, a forward reference, ...: one at a time

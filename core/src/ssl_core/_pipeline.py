@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._capabilities import ANY_MODALITY, flag, requirements
 from ._config import ComponentConfig, PipelineConfig
-from ._errors import ConfigError, IncompatibleComponentsError
+from ._errors import ConfigError, EncoderWeightsMismatchError, IncompatibleComponentsError
 from ._params import check_params, fillable
 from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
@@ -109,10 +110,6 @@ def build_component(
         raise ConfigError(f"{what}: {exc}") from exc
 
 
-def _flag(obj: Any, name: str, default: Any) -> Any:
-    return getattr(obj, name, default)
-
-
 def check_compatible(splits: DatasetSplits, encoder: Any, views: Any, objective: Any, names: Mapping[str, str]) -> None:
     """Raise :class:`IncompatibleComponentsError` when the boxes cannot work together.
 
@@ -123,41 +120,39 @@ def check_compatible(splits: DatasetSplits, encoder: Any, views: Any, objective:
     generator makes (``num_views``); an objective sized for another ``embed_dim``.
     Every message names the components involved and the missing capability.
     """
-    enc_mod = _flag(encoder, "modality", "any")
-    view_mod = _flag(views, "modality", "any")
-    declared_out = _flag(views, "output_modality", None)  # views that turn one modality into another
+    enc_mod = flag(encoder, "modality")
+    view_mod = flag(views, "modality")
+    declared_out = flag(views, "output_modality")  # views that turn one modality into another
     view_out = declared_out or view_mod
     data_mod = splits.modality
-    if view_mod != "any" and data_mod != "any" and view_mod != data_mod:
+    if ANY_MODALITY not in (view_mod, data_mod) and view_mod != data_mod:
         raise IncompatibleComponentsError(
             f"views {names['views']!r} expect {view_mod} batches but dataset {names['data']!r} yields {data_mod}; "
             f"pick views for {data_mod} data"
         )
-    produced = data_mod if view_out == "any" else view_out
-    if enc_mod != "any" and produced not in ("any", enc_mod):
-        source = f"views {names['views']!r}" if declared_out not in (None, "any") else f"dataset {names['data']!r}"
+    produced = data_mod if view_out == ANY_MODALITY else view_out
+    if enc_mod != ANY_MODALITY and produced not in (ANY_MODALITY, enc_mod):
+        converted = declared_out not in (None, ANY_MODALITY)
+        source = f"views {names['views']!r}" if converted else f"dataset {names['data']!r}"
         raise IncompatibleComponentsError(
             f"encoder {names['encoder']!r} takes {enc_mod} input but {source} gives it {produced}; "
             f"pick an encoder for {produced} data or views that turn {produced} into {enc_mod}"
         )
-    needs = [
-        ("requires_tokens", "returns_tokens", "per-token features (Features.tokens)"),
-        ("requires_token_mask", "supports_token_mask", "a token_mask argument (masked modelling)"),
-        ("requires_layers", "returns_layers", "per-layer hidden states (Features.layers)"),
-    ]
-    for need, has, what in needs:
-        if _flag(objective, need, False) and not _flag(encoder, has, False):
+    for need in requirements():
+        has, what = need.provided_by, need.asks
+        assert has is not None  # requirements() are the flags with a provider
+        if flag(objective, need.name) and not flag(encoder, has):
             raise IncompatibleComponentsError(
                 f"objective {names['objective']!r} needs {what}, which encoder {names['encoder']!r} "
                 f"({type(encoder).__name__}) does not provide ({has}=False); choose an encoder that does"
             )
-    needed, made = _flag(objective, "min_views", None), _flag(views, "num_views", None)
+    needed, made = flag(objective, "min_views"), flag(views, "num_views")
     if isinstance(needed, int) and isinstance(made, int) and made < needed:
         raise IncompatibleComponentsError(
             f"objective {names['objective']!r} needs at least {needed} views per sample but views "
             f"{names['views']!r} make {made}; raise its num_views or pick multi-view views"
         )
-    dim = _flag(objective, "embed_dim", None)
+    dim = flag(objective, "embed_dim")
     if isinstance(dim, int) and dim != encoder.embed_dim:
         raise IncompatibleComponentsError(
             f"objective {names['objective']!r} was built for embed_dim={dim} but encoder {names['encoder']!r} "
@@ -295,5 +290,5 @@ def load_encoder_state(encoder: nn.Module, state: Mapping[str, Any], what: str) 
             details.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
         if unexpected:
             details.append(f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
-        raise IncompatibleComponentsError(f"the given encoder weights do not fit {what}: {'; '.join(details)}")
+        raise EncoderWeightsMismatchError(f"the given encoder weights do not fit {what}: {'; '.join(details)}")
     encoder.load_state_dict(dict(state))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._checks import check_component
-from ._discovery import COMPONENT_GROUPS, ComponentEntry, DiscoveryReport, scan_plugins
+from ._discovery import COMPONENT_GROUPS, ComponentEntry, DiscoveryReport, PluginStatus, scan_plugins
 from ._errors import ComponentNotFoundError, PluginLoadError
 
 __all__ = ["Registry", "closest", "default_registry"]
@@ -107,18 +107,34 @@ class Registry:
             return self._loaded[(kind, name)]
         entry = self._entries(kind).get(name)
         if entry is None:
-            raise ComponentNotFoundError(kind, name, closest(name, self.names(kind)), self._why_unavailable(kind, name))
+            raise self.not_found(kind, name)
         obj = self._import(entry)
         check_component(kind, name, obj, plugin=entry.distribution)
         self._loaded[(kind, name)] = obj
         return obj
 
-    def _why_unavailable(self, kind: str, name: str) -> str | None:
+    def not_found(self, kind: str, name: str) -> ComponentNotFoundError:
+        """The error for a ``kind`` called ``name`` that cannot be loaded: another kind's name, an
+        unavailable plugin's (duplicate, incompatible, broken: with the reason), or a typo (close matches)."""
+        self._check_kind(kind)
+        suggestions = closest(name, self.names(kind))
+        for other in COMPONENT_GROUPS:
+            if other != kind and name in self.names(other):
+                return ComponentNotFoundError(kind, name, suggestions, actual_kind=other)
+        status = self.unavailable(kind, name)
+        if status is None:
+            return ComponentNotFoundError(kind, name, suggestions)
+        reason = f"plugin {status.name} {status.version} is {status.status}: {'; '.join(status.problems)}"
+        return ComponentNotFoundError(kind, name, suggestions, reason, status=status.status)
+
+    def unavailable(self, kind: str, name: str) -> PluginStatus | None:
+        """The plugin that declares ``kind`` ``name`` when discovery made it unavailable, else ``None``."""
         if self._report is None:
             return None
         for plugin in self._report.plugins:
             if any(c.kind == kind and c.name == name for c in plugin.components) and plugin.status != "ok":
-                return f"plugin {plugin.name} {plugin.version} is {plugin.status}: {'; '.join(plugin.problems)}"
+                if name not in self._entries(kind):
+                    return plugin
         return None
 
     @staticmethod

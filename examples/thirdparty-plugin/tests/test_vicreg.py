@@ -7,9 +7,13 @@ import torch
 from ssl_example_vicreg import VICRegObjective, covariance_loss, invariance_loss, variance_loss, vicreg_loss
 from torch import nn
 
-from ssl_core import Registry, Views, build_pipeline, load_config
-from ssl_core._components import MLPEncoder, NoiseViews, digits
+from ssl_core import Registry, Views, build_pipeline, default_registry, load_config
 from ssl_core.testing import ObjectiveConformance
+
+# ssl-core's own small components, through the public registry (what a pipeline file names)
+MLPEncoder = default_registry().get("encoder", "core.mlp")
+NoiseViews = default_registry().get("views", "core.noise")
+digits = default_registry().get("dataset", "core.digits")
 
 pytest_plugins = ["ssl_core.testing.fixtures"]
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .._protocols import Batch, Features
-from ._support import assert_registers, embed_dim_of, flag_value
+from ._support import assert_declares_flags, assert_registers, embed_dim_of
 
 __all__ = ["EncoderConformance"]
 
@@ -73,9 +73,7 @@ class EncoderConformance:
     def test_declares_embed_dim_and_flags(self) -> None:
         encoder, _ = self._build()
         embed_dim_of(encoder)
-        assert isinstance(flag_value(encoder, "modality"), str)
-        for name in ("supports_token_mask", "returns_tokens", "returns_layers"):
-            assert isinstance(flag_value(encoder, name), bool), f"{name} must be a bool"
+        assert_declares_flags(encoder, "encoder")
 
     def test_pooled_shape_and_dtype(self) -> None:
         encoder, batch = self._build()

@@ -11,7 +11,7 @@ from torch import nn
 
 from .._protocols import Batch
 from ._doubles import ToyEncoder, toy_labelled_batches
-from ._support import assert_registers, flag_value
+from ._support import assert_declares_flags, assert_registers
 
 __all__ = ["EvaluatorConformance"]
 
@@ -60,9 +60,7 @@ class EvaluatorConformance:
         return metrics, encoder
 
     def test_declares_higher_is_better(self) -> None:
-        assert isinstance(flag_value(self.make_evaluator(), "higher_is_better"), bool), (
-            "higher_is_better must be a bool"
-        )
+        assert_declares_flags(self.make_evaluator(), "evaluator")
 
     def test_returns_finite_float_metrics(self) -> None:
         metrics, _ = self._score()

@@ -8,18 +8,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from .._capabilities import flag, requirements
 from .._protocols import Views
 from ._doubles import ToyEncoder, toy_batch, toy_views
-from ._support import assert_registers, embed_dim_of, flag_value
+from ._support import assert_declares_flags, assert_registers, embed_dim_of
 
 __all__ = ["ObjectiveConformance"]
-
-_NEEDS = (
-    ("requires_tokens", "returns_tokens"),
-    ("requires_token_mask", "supports_token_mask"),
-    ("requires_layers", "returns_layers"),
-)
-
 
 class ObjectiveConformance:
     """Subclass in a ``Test*`` class and implement :meth:`make_objective`.
@@ -68,9 +62,10 @@ class ObjectiveConformance:
         torch.manual_seed(self.seed)
         encoder = self.make_encoder()
         objective = self.make_objective(embed_dim_of(encoder))
-        for need, has in _NEEDS:
-            if getattr(objective, need, False):
-                assert getattr(encoder, has, False), (
+        for capability in requirements():
+            need, has = capability.name, capability.provided_by
+            if flag(objective, need):
+                assert has is not None and flag(encoder, has), (
                     f"the objective sets {need}=True but the test encoder has {has}=False; "
                     f"override make_encoder() with an encoder that provides it"
                 )
@@ -87,9 +82,7 @@ class ObjectiveConformance:
 
     def test_declares_requirements(self) -> None:
         _, objective, _ = self._build()
-        for name in ("requires_tokens", "requires_token_mask"):
-            assert isinstance(flag_value(objective, name), bool), f"{name} must be a bool"
-        assert isinstance(getattr(objective, "requires_layers", False), bool), "requires_layers must be a bool"
+        assert_declares_flags(objective, "objective")
 
     def test_is_a_module(self) -> None:
         _, objective, _ = self._build()

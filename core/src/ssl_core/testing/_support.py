@@ -8,9 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._capabilities import declared_by
 from .._registry import Registry
 
-__all__ = ["assert_registers", "clone_batch", "embed_dim_of", "first_difference", "flag_value"]
+__all__ = ["assert_declares_flags", "assert_registers", "clone_batch", "embed_dim_of", "first_difference", "flag_value"]
 
 
 def assert_registers(kind: str, factory: Any) -> None:
@@ -33,6 +34,29 @@ def flag_value(obj: Any, name: str) -> Any:
     """
     assert hasattr(obj, name), f"{type(obj).__name__} must declare the class attribute {name!r}"
     return getattr(obj, name)
+
+
+def assert_declares_flags(obj: Any, kind: str) -> None:
+    """``obj`` declares the capability flags of ``kind`` the kit requires, each flag it declares with its type.
+
+    The flags, their types and which are required come from ``ssl_core._capabilities.CAPABILITIES``.
+
+    Example:
+        >>> class Views:
+        ...     modality = "vector"
+        ...     num_views = 2
+        >>> assert_declares_flags(Views(), "views")
+    """
+    for capability in declared_by(kind):
+        if capability.must_declare:
+            value = flag_value(obj, capability.name)
+        elif getattr(obj, capability.name, None) is not None:
+            value = getattr(obj, capability.name)
+        else:
+            continue
+        expected = capability.value_type
+        fits = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        assert fits, f"{type(obj).__name__}.{capability.name} must be a {expected.__name__}, got {value!r}"
 
 
 def embed_dim_of(encoder: Any) -> int:

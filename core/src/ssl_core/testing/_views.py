@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .._protocols import Batch, Views
-from ._support import assert_registers, clone_batch, first_difference, flag_value
+from ._support import assert_declares_flags, assert_registers, clone_batch, first_difference
 
 __all__ = ["ViewGeneratorConformance"]
 
@@ -68,7 +68,7 @@ class ViewGeneratorConformance:
         return None
 
     def test_declares_modality(self) -> None:
-        assert isinstance(flag_value(self.make_views(), "modality"), str)
+        assert_declares_flags(self.make_views(), "views")
 
     def test_returns_views_keeping_batch_keys(self) -> None:
         batch = self.make_batch()
