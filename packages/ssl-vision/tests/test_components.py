@@ -269,6 +269,37 @@ def test_dino_teacher_temperature_warms_up() -> None:
     assert temps == sorted(temps)
 
 
+def test_dino_teacher_temperature_warm_up_follows_the_run_length() -> None:
+    torch.manual_seed(0)
+    encoder = tiny_vit()
+    objective = DINOObjective(32, encoder=encoder, out_dim=64, hidden_dim=32, bottleneck_dim=16,
+                              warmup_teacher_temp_ratio=0.3)  # fmt: skip
+    assert objective.current_teacher_temp() == pytest.approx(0.04)  # step 0: the warm-up starts
+    objective.on_step_end(3, 10)  # a 10-step run: 3 warm-up steps
+    assert objective.warmup_steps() == 3 and objective.current_teacher_temp() == pytest.approx(0.07)
+    objective.on_step_end(3, 100)  # the same objective in a 100-step run: 30 warm-up steps
+    assert objective.warmup_steps() == 30 and objective.current_teacher_temp() == pytest.approx(0.043)
+    with pytest.warns(UserWarning, match="warmup_teacher_temp_ratio=0.3 wins"):
+        DINOObjective(32, encoder=encoder, out_dim=64, hidden_dim=32, bottleneck_dim=16,
+                      warmup_teacher_temp_ratio=0.3, warmup_teacher_temp_steps=5)  # fmt: skip
+    with pytest.raises(ValueError, match="warmup_teacher_temp_ratio"):
+        DINOObjective(32, encoder=encoder, warmup_teacher_temp_ratio=1.5)
+
+
+def test_dino_run_length_is_checkpointed_and_old_checkpoints_load() -> None:
+    _, objective, _ = dino_setup()
+    objective.on_step_end(2, 50)
+    state = objective.state_dict()
+    assert int(state["total_steps"]) == 50
+    _, fresh, _ = dino_setup()
+    fresh.load_state_dict(state)
+    assert int(fresh.total_steps) == 50 and int(fresh.step) == 2
+    del state["total_steps"]  # a checkpoint from before the buffer existed
+    _, legacy, _ = dino_setup()
+    legacy.load_state_dict(state)  # strict
+    assert int(legacy.total_steps) == 0
+
+
 def test_dino_trains_a_non_image_encoder() -> None:
     from ssl_core.testing import ToyEncoder
 

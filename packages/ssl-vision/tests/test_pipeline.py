@@ -16,10 +16,10 @@ QUIET = ["train.progress=false", "plots=false", "compare_random_init=false", "tr
 
 
 def dino_overrides(steps: int) -> list[str]:
-    return [*TINY_VIT, *QUIET, f"train.steps={steps}", "train.batch_size=4", "train.warmup_steps=1",
+    return [*TINY_VIT, *QUIET, f"train.steps={steps}", "train.batch_size=4", "train.warmup_ratio=0.25",
             "views.num_local=2", "views.local_size=16", "objective.out_dim=64", "objective.hidden_dim=32",
             "objective.bottleneck_dim=16", "objective.freeze_last_layer_steps=1",
-            "objective.warmup_teacher_temp_steps=2", "train.checkpoint_every=2", "train.log_every=1",
+            "objective.warmup_teacher_temp_ratio=0.5", "train.checkpoint_every=2", "train.log_every=1",
             "evaluate=[]"]  # fmt: skip
 
 
@@ -30,6 +30,25 @@ def test_recipes_are_valid_pipelines(preset: str) -> None:
         assert cfg.evaluate[0].name == "core.knn" and cfg.evaluate[0].params["k"] == [20, 200]
     with pytest.raises(ValueError, match="presets"):
         ssl_vision.mae(preset="huge")
+
+
+def test_recipe_parameters_default_to_the_preset() -> None:
+    assert ssl_vision.mae(preset="paper") == ssl_vision.mae(preset="paper", epochs=800, train_size=1_281_167)
+    assert ssl_vision.mae() == ssl_vision.mae(epochs=3, train_size=10_000)
+    assert ssl_vision.dino(preset="paper") == ssl_vision.dino(preset="paper", epochs=100, train_size=1_281_167)
+    # an explicit value equal to the cifar default is no longer mistaken for "unset" under another preset
+    assert ssl_vision.mae(preset="paper", epochs=3)["train"]["steps"] == 939
+    assert ssl_vision.dino(preset="paper", train_size=10_000)["train"]["steps"] == 977
+    with pytest.raises(ValueError, match="epochs"):
+        ssl_vision.dino(epochs=0)
+
+
+@pytest.mark.parametrize("recipe", [ssl_vision.mae, ssl_vision.dino])
+def test_warm_ups_follow_train_steps(recipe: object) -> None:
+    paper = recipe(preset="paper")  # type: ignore[operator]
+    cfg = load_config(paper, ["train.steps=1000"])
+    assert cfg.train.total_warmup_steps() == round(paper["train"]["warmup_ratio"] * 1000)
+    assert cfg.train.warmup_steps == 0  # nothing fixed that a shorter run would leave stale
 
 
 def test_mae_learns_on_real_cifar_images(cifar_root: Path) -> None:

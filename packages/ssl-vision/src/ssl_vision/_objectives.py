@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -161,6 +163,10 @@ class DINOObjective(ObjectiveBase):
     Args:
         embed_dim: the encoder's width (filled by the pipeline).
         encoder: the student encoder (the pipeline passes it) to copy into the teacher.
+        warmup_teacher_temp_steps: steps of teacher-temperature warm-up (a fixed count).
+        warmup_teacher_temp_ratio: the warm-up as a fraction of the run's ``train.steps``
+            (DINO: 30 of 100 epochs, 0.3), so it follows ``--set train.steps=...``; when set
+            it wins over ``warmup_teacher_temp_steps``.
 
     Example:
         >>> from ssl_vision._encoders import ResNetEncoder
@@ -173,6 +179,7 @@ class DINOObjective(ObjectiveBase):
     min_views: ClassVar[int] = 2
     center: Tensor
     step: Tensor
+    total_steps: Tensor
 
     def __init__(
         self,
@@ -187,6 +194,7 @@ class DINOObjective(ObjectiveBase):
         teacher_temp: float = 0.07,
         warmup_teacher_temp: float = 0.04,
         warmup_teacher_temp_steps: int = 0,
+        warmup_teacher_temp_ratio: float | None = None,
         center_momentum: float = 0.9,
         momentum: float = 0.996,
         momentum_end: float = 1.0,
@@ -197,6 +205,15 @@ class DINOObjective(ObjectiveBase):
             raise ValueError(
                 "DINO needs the student encoder to build its teacher; pass encoder=... (the pipeline does)"
             )
+        if warmup_teacher_temp_ratio is not None:
+            if not 0.0 <= warmup_teacher_temp_ratio <= 1.0:
+                raise ValueError(f"warmup_teacher_temp_ratio must be in [0, 1], got {warmup_teacher_temp_ratio}")
+            if warmup_teacher_temp_steps:
+                warnings.warn(
+                    f"vision.dino: warmup_teacher_temp_ratio={warmup_teacher_temp_ratio} wins over "
+                    f"warmup_teacher_temp_steps={warmup_teacher_temp_steps}",
+                    stacklevel=2,
+                )
         self.embed_dim = embed_dim
         self.head = DINOHead(embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=use_bn_in_head,
                              norm_last_layer=norm_last_layer)  # fmt: skip
@@ -204,8 +221,10 @@ class DINOObjective(ObjectiveBase):
         self.teacher_head = make_teacher(self.head)
         self.register_buffer("center", torch.zeros(out_dim))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("total_steps", torch.zeros((), dtype=torch.long))  # the run's length, 0 = not yet known
         self.student_temp, self.teacher_temp, self.warmup_teacher_temp = student_temp, teacher_temp, warmup_teacher_temp
         self.warmup_teacher_temp_steps, self.center_momentum = warmup_teacher_temp_steps, center_momentum
+        self.warmup_teacher_temp_ratio = warmup_teacher_temp_ratio
         self.momentum, self.momentum_end = momentum, momentum_end
         self.freeze_last_layer_steps = freeze_last_layer_steps
         self.__dict__["_student"] = encoder  # a plain reference, not a submodule (no duplicate parameters)
@@ -214,9 +233,28 @@ class DINOObjective(ObjectiveBase):
     def _freeze_last_layer(self, grad: Tensor) -> Tensor:
         return torch.zeros_like(grad) if int(self.step) < self.freeze_last_layer_steps else grad
 
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints written before the total_steps buffer existed still load (strictly)
+        if isinstance(state_dict, dict) and prefix + "step" in state_dict:
+            state_dict.setdefault(prefix + "total_steps", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
+
+    def warmup_steps(self) -> int:
+        """Steps of teacher-temperature warm-up: ``ratio x train.steps`` when the ratio is set, else the count.
+
+        The run's length is learnt from the training loop's ``on_step_end(step, max_steps)``
+        and kept in the checkpoint; before the first step the warm-up starts either way.
+        """
+        if self.warmup_teacher_temp_ratio is None:
+            return self.warmup_teacher_temp_steps
+        total = int(self.total_steps)
+        if total == 0:  # before the first step: the warm-up (if any) has just begun
+            return 1 if self.warmup_teacher_temp_ratio > 0 else 0
+        return round(self.warmup_teacher_temp_ratio * total)
+
     def current_teacher_temp(self) -> float:
         """The teacher temperature at the current step (linear warm-up, then constant)."""
-        step, warmup = int(self.step), self.warmup_teacher_temp_steps
+        step, warmup = int(self.step), self.warmup_steps()
         if step >= warmup:
             return self.teacher_temp
         return self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * step / warmup
@@ -249,6 +287,7 @@ class DINOObjective(ObjectiveBase):
         ema_update_(self.teacher_encoder, student, momentum)
         ema_update_(self.teacher_head, self.head, momentum)
         self.step.fill_(step)
+        self.total_steps.fill_(max_steps)
 
     def export_encoder(self, encoder: nn.Module) -> nn.Module:
         """The EMA teacher: what DINO evaluates and ships."""

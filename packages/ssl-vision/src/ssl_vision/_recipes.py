@@ -6,6 +6,12 @@ autocast; ``preset="paper"`` is the published ImageNet setting (needs GPUs). Pas
 data folder with ``--root`` (``../shared/data/cifar10`` here); without it CIFAR-10 is
 downloaded by torchvision.
 
+Parameters come from the command line (``ssl run vision.mae --recipe preset=paper
+--recipe epochs=10``) or a pipeline file (``recipe = {name = "vision.mae", preset =
+"paper"}``); ``None`` means the preset's value. Warm-ups are fractions of ``train.steps``
+(``train.warmup_ratio``, DINO's ``warmup_teacher_temp_ratio``), so ``--set train.steps=...``
+shortens them with the run.
+
 Example:
     >>> mae()["encoder"]["patch_size"], dino(preset="paper")["objective"]["out_dim"]
     (4, 65536)
@@ -14,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["dino", "mae"]
 
@@ -23,35 +29,75 @@ _EVALUATE: list[dict[str, Any]] = [
     {"name": "core.linear_probe"},
 ]
 
+CIFAR_TRAIN_SIZE = 10_000
+"""Images in the CIFAR-10 subset of ``../shared/data/cifar10`` (the ``cifar`` presets' epoch)."""
+
+IMAGENET_TRAIN_SIZE = 1_281_167
+"""Images in ImageNet-1k's train split (the ``paper`` presets' epoch)."""
+
 
 def _steps(epochs: float, batch_size: int, train_size: int) -> int:
     return max(1, math.ceil(epochs * train_size / batch_size))
 
 
-def mae(preset: str = "cifar", epochs: float = 3, train_size: int = 10_000) -> dict[str, Any]:
+def _check(recipe: str, preset: str, epochs: float | None, train_size: int | None) -> None:
+    if preset not in ("cifar", "paper"):
+        raise ValueError(f"{recipe} has presets 'cifar' and 'paper', not {preset!r}")
+    if epochs is not None and not epochs > 0:
+        raise ValueError(f"{recipe}: epochs must be positive, got {epochs}")
+    if train_size is not None and train_size < 1:
+        raise ValueError(f"{recipe}: train_size must be at least 1, got {train_size}")
+
+
+def mae(
+    preset: Literal["cifar", "paper"] = "cifar", epochs: float | None = None, train_size: int | None = None
+) -> dict[str, Any]:
     """MAE: 75% random patch masking, norm-pix MSE on the masked patches, AdamW.
 
-    ``cifar``: ViT-Tiny/4 at 32 px, decoder 128 x 4, batch 128, bf16, and for few-epoch CPU
-    runs a constant lr 1.5e-4 with torch's AdamW defaults (betas 0.9/0.999, weight decay 0.01):
-    after 3 epochs it gave kNN 31.4% against 29.1% for the paper's schedule scaled up
-    (docs/vision.md). ``paper``: ViT-B/16 at 224 px, decoder 512 x 8, batch 4096, lr
-    1.5e-4 x 4096 / 256, betas 0.9/0.95, weight decay 0.05, 800 epochs with 40 of warm-up, then
-    cosine (He et al., 2022).
+    ``cifar``: ViT-Tiny/4 at 32 px, decoder 128 x 4, batch 128, bf16, 3 epochs of the
+    10,000-image subset, and for few-epoch CPU runs a constant lr 1.5e-4 with torch's AdamW
+    defaults (betas 0.9/0.999, weight decay 0.01, no warm-up): after 3 epochs it gave kNN
+    31.4% against 29.1% for the paper's schedule scaled up (docs/vision.md). ``paper``:
+    ViT-B/16 at 224 px, decoder 512 x 8, batch 4096, lr 1.5e-4 x 4096 / 256, betas 0.9/0.95,
+    weight decay 0.05, 800 epochs of ImageNet-1k with 40 of warm-up (``warmup_ratio`` 0.05),
+    then cosine (He et al., 2022).
+
+    Args:
+        preset: ``"cifar"`` or ``"paper"``.
+        epochs: training length in epochs (``train.steps`` = epochs x train_size / batch);
+            ``None``: the preset's (3 / 800).
+        train_size: images per epoch; ``None``: the preset's (10,000 / 1,281,167).
+
+    Example:
+        >>> cfg = mae(preset="paper", epochs=400)
+        >>> cfg["train"]["steps"], cfg["train"]["warmup_ratio"]
+        (125114, 0.05)
+        >>> mae(epochs=1)["train"]["steps"]
+        79
     """
+    _check("vision.mae", preset, epochs, train_size)
+    train: dict[str, Any]
     if preset == "cifar":
         batch, image, patch, vit = 128, 32, 4, "tiny"
         decoder = {"decoder_dim": 128, "decoder_depth": 4, "decoder_heads": 4}
-        lr, warmup_epochs, precision, data = 1.5e-4, 0.0, "bf16", "vision.cifar10"
-        optimizer = {"betas": [0.9, 0.999], "weight_decay": 0.01, "min_lr_ratio": 1.0}  # constant lr
-    elif preset == "paper":
+        data = "vision.cifar10"
+        epochs = 3.0 if epochs is None else epochs
+        train_size = CIFAR_TRAIN_SIZE if train_size is None else train_size
+        # constant lr, no warm-up (warmup_ratio left unset, so --set train.warmup_steps=N still works)
+        train = {"lr": 1.5e-4, "betas": [0.9, 0.999], "weight_decay": 0.01, "min_lr_ratio": 1.0}
+    else:
         batch, image, patch, vit = 4096, 224, 16, "base"
         decoder = {"decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16}
-        lr, warmup_epochs, precision, data = 1.5e-4 * batch / 256, 40.0, "bf16", "vision.image_folder"
-        optimizer = {"betas": [0.9, 0.95], "weight_decay": 0.05, "min_lr_ratio": 0.0}
-        epochs, train_size = 800 if epochs == 3 else epochs, 1_281_167 if train_size == 10_000 else train_size
-    else:
-        raise ValueError(f"vision.mae has presets 'cifar' and 'paper', not {preset!r}")
-    steps = _steps(epochs, batch, train_size)
+        data = "vision.image_folder"
+        epochs = 800.0 if epochs is None else epochs
+        train_size = IMAGENET_TRAIN_SIZE if train_size is None else train_size
+        train = {
+            "lr": 1.5e-4 * batch / 256,
+            "betas": [0.9, 0.95],
+            "weight_decay": 0.05,
+            "min_lr_ratio": 0.0,
+            "warmup_ratio": 40 / 800,  # 40 warm-up epochs of 800
+        }
     return {
         "name": f"mae-{preset}",
         "seed": 0,
@@ -60,12 +106,10 @@ def mae(preset: str = "cifar", epochs: float = 3, train_size: int = 10_000) -> d
         "views": {"name": "vision.random_mask", "patch_size": patch, "mask_ratio": 0.75, "crop_scale": [0.2, 1.0]},
         "objective": {"name": "vision.mae", "patch_size": patch, "norm_pix_loss": True, **decoder},
         "train": {
-            "steps": steps,
+            "steps": _steps(epochs, batch, train_size),
             "batch_size": batch,
-            "lr": lr,
-            **optimizer,
-            "warmup_steps": _steps(warmup_epochs, batch, train_size) if warmup_epochs else 0,
-            "precision": precision,
+            **train,
+            "precision": "bf16",
             "log_every": 10,
             "eval_batch_size": 512,
         },
@@ -73,34 +117,48 @@ def mae(preset: str = "cifar", epochs: float = 3, train_size: int = 10_000) -> d
     }
 
 
-def dino(preset: str = "cifar", epochs: float = 2, train_size: int = 10_000) -> dict[str, Any]:
+def dino(
+    preset: Literal["cifar", "paper"] = "cifar", epochs: float | None = None, train_size: int | None = None
+) -> dict[str, Any]:
     """DINO: multi-crop self-distillation with the paper's schedules (Caron et al., 2021).
 
     Both presets: teacher momentum 0.996 -> 1 (cosine), centre momentum 0.9, teacher
-    temperature 0.04 -> 0.07 (warm-up), student 0.1, weight decay 0.04 -> 0.4 (cosine),
-    gradient clipping 3.0, last layer frozen for the first epoch, AdamW with lr warm-up.
+    temperature 0.04 -> 0.07 over the first 30% of training (``warmup_teacher_temp_ratio``),
+    student 0.1, weight decay 0.04 -> 0.4 (cosine), gradient clipping 3.0, AdamW with a
+    learning-rate warm-up over the first 10% (``train.warmup_ratio``), last layer frozen for
+    the first epoch (``freeze_last_layer_steps``: one epoch at the recipe's batch size; an
+    epoch, not a fraction of the run, so it stays when ``train.steps`` changes).
     ``cifar``: ViT-Tiny/4, 2 x 32 px + 6 x 16 px crops, head 512 / 64 / 2048, batch 64,
-    lr 5e-4 x batch / 256 x 8 (short schedules need the larger rate), bf16. ``paper``:
-    ViT-S/16, 2 x 224 + 10 x 96 crops, head 2048 / 256 / 65536, batch 1024,
-    lr 5e-4 x 1024 / 256, 100 epochs (10 warm-up, 30 of temperature warm-up).
+    lr 5e-4 x batch / 256 x 8 (short schedules need the larger rate), bf16, 2 epochs of the
+    10,000-image subset. ``paper``: ViT-S/16, 2 x 224 + 10 x 96 crops, head 2048 / 256 /
+    65536, batch 1024, lr 5e-4 x 1024 / 256, 100 epochs of ImageNet-1k (10 warm-up, 30 of
+    temperature warm-up).
+
+    Args:
+        preset: ``"cifar"`` or ``"paper"``.
+        epochs: training length in epochs; ``None``: the preset's (2 / 100).
+        train_size: images per epoch; ``None``: the preset's (10,000 / 1,281,167).
+
+    Example:
+        >>> cfg = dino(epochs=4)
+        >>> cfg["train"]["steps"], cfg["train"]["warmup_ratio"], cfg["objective"]["warmup_teacher_temp_ratio"]
+        (625, 0.1, 0.3)
+        >>> cfg["objective"]["freeze_last_layer_steps"]
+        157
     """
+    _check("vision.dino", preset, epochs, train_size)
     if preset == "cifar":
         batch, image, patch, vit, local, n_local = 64, 32, 4, "tiny", 16, 6
         head = {"hidden_dim": 512, "bottleneck_dim": 64, "out_dim": 2048}
-        lr, warmup_epochs, temp_epochs, precision, data = (
-            5e-4 * batch / 256 * 8,
-            epochs / 10,
-            epochs * 0.3,
-            "bf16",
-            "vision.cifar10",
-        )
-    elif preset == "paper":
+        lr, data = 5e-4 * batch / 256 * 8, "vision.cifar10"
+        epochs = 2.0 if epochs is None else epochs
+        train_size = CIFAR_TRAIN_SIZE if train_size is None else train_size
+    else:
         batch, image, patch, vit, local, n_local = 1024, 224, 16, "small", 96, 10
         head = {"hidden_dim": 2048, "bottleneck_dim": 256, "out_dim": 65536}
-        epochs, train_size = 100 if epochs == 2 else epochs, 1_281_167 if train_size == 10_000 else train_size
-        lr, warmup_epochs, temp_epochs, precision, data = 5e-4 * batch / 256, 10.0, 30.0, "bf16", "vision.image_folder"
-    else:
-        raise ValueError(f"vision.dino has presets 'cifar' and 'paper', not {preset!r}")
+        lr, data = 5e-4 * batch / 256, "vision.image_folder"
+        epochs = 100.0 if epochs is None else epochs
+        train_size = IMAGENET_TRAIN_SIZE if train_size is None else train_size
     return {
         "name": f"dino-{preset}",
         "seed": 0,
@@ -112,9 +170,9 @@ def dino(preset: str = "cifar", epochs: float = 2, train_size: int = 10_000) -> 
             **head,
             "teacher_temp": 0.07,
             "warmup_teacher_temp": 0.04,
-            "warmup_teacher_temp_steps": _steps(temp_epochs, batch, train_size),
+            "warmup_teacher_temp_ratio": 0.3,  # DINO: 30 of 100 epochs
             "momentum": 0.996,
-            "freeze_last_layer_steps": _steps(1, batch, train_size),
+            "freeze_last_layer_steps": _steps(1, batch, train_size),  # one epoch
         },
         "train": {
             "steps": _steps(epochs, batch, train_size),
@@ -124,8 +182,8 @@ def dino(preset: str = "cifar", epochs: float = 2, train_size: int = 10_000) -> 
             "weight_decay": 0.04,
             "weight_decay_end": 0.4,
             "grad_clip": 3.0,
-            "warmup_steps": _steps(warmup_epochs, batch, train_size),
-            "precision": precision,
+            "warmup_ratio": 0.1,  # DINO: 10 of 100 epochs
+            "precision": "bf16",
             "log_every": 10,
             "eval_batch_size": 512,
         },
