@@ -205,3 +205,13 @@ def test_recipes_name_registered_components() -> None:
             registry.get(kind, recipe[key]["name"])
         assert [e["target"] for e in recipe["evaluate"]] == ["digit", "speaker"]
         ssl_core.load_config(recipe)  # a valid pipeline
+
+
+def test_recipe_warm_up_follows_train_steps() -> None:
+    for recipe in (ssl_speech.wav2vec2(steps=500), ssl_speech.hubert("labels.pt", steps=500)):
+        assert ssl_core.load_config(recipe).train.total_warmup_steps() == 50
+        shorter = ssl_core.load_config(recipe, ["train.steps=40"])
+        assert shorter.train.total_warmup_steps() == 4  # 10% of the new length, not a stale 50
+    assert ssl_speech.hubert(num_clusters=500)["objective"]["num_clusters"] == 500
+    with pytest.raises(ValueError, match="steps"):
+        ssl_speech.wav2vec2(steps=0)

@@ -1,10 +1,12 @@
 """Recipes: wav2vec 2.0 and HuBERT pretraining on FSDD at a CPU scale, probed for digit and speaker.
 
 The SMALL encoder (4 x 256, waveform CNN), bf16 autocast, length-bucketed batches of 16
-utterances, AdamW with a 10% warm-up; then the utterance probe twice (``digit`` and
-``speaker``) beside the same encoder at random init. Pass FSDD's ``recordings`` folder
+utterances, AdamW with a warm-up over the first 10% of the steps (``train.warmup_ratio``,
+so ``--set train.steps=...`` keeps it at 10%); then the utterance probe twice (``digit``
+and ``speaker``) beside the same encoder at random init. Pass FSDD's ``recordings`` folder
 with ``--root``. BASE-scale pretraining (LibriSpeech, 400k steps) needs a GPU; change
-``encoder.preset`` and ``train.*``.
+``encoder.preset`` and ``train.*``. Parameters come from ``--recipe steps=500`` or
+``recipe = {name = "speech.hubert", labels = "runs/fsdd-mfcc100.pt"}``.
 
 Example:
     >>> wav2vec2()["objective"]["name"], hubert("labels.pt")["data"]["labels"]
@@ -30,7 +32,7 @@ def _pipeline(name: str, mask_prob: float, objective: dict[str, Any], steps: int
             "steps": steps,
             "batch_size": 16,
             "lr": lr,
-            "warmup_steps": steps // 10,
+            "warmup_ratio": 0.1,
             "weight_decay": 0.01,
             "grad_clip": 10.0,
             "precision": "bf16",
@@ -44,19 +46,50 @@ def _pipeline(name: str, mask_prob: float, objective: dict[str, Any], steps: int
     }
 
 
+def _check_steps(recipe: str, steps: int) -> None:
+    if steps < 1:
+        raise ValueError(f"{recipe}: steps must be at least 1, got {steps}")
+
+
 def wav2vec2(steps: int = 2000) -> dict[str, Any]:
     """wav2vec 2.0 (mask 0.65 x 10, G=2 V=320 quantiser, 100 negatives) on FSDD's train split.
 
     Against the codebook collapse that short clips and small batches invite (docs/speech.md):
     diversity weight 1.0 (paper: 0.1), no feature penalty (fairseq drops it for the
     layer-normalised CNN of LARGE), peak learning rate 2e-4.
+
+    Args:
+        steps: optimizer steps (``train.steps``); the warm-up is 10% of them.
+
+    Example:
+        >>> cfg = wav2vec2(steps=500)
+        >>> cfg["train"]["steps"], cfg["train"]["warmup_ratio"], cfg["objective"]["diversity_weight"]
+        (500, 0.1, 1.0)
     """
+    _check_steps("speech.wav2vec2", steps)
     objective = {"name": "speech.wav2vec2", "diversity_weight": 1.0, "feature_penalty_weight": 0.0}
     return _pipeline("wav2vec2-fsdd", 0.65, objective, steps, lr=2e-4)
 
 
 def hubert(labels: str | None = None, steps: int = 2000, num_clusters: int = 100) -> dict[str, Any]:
-    """HuBERT iteration 1 (mask 0.8 x 10) on FSDD with the frame labels in ``labels`` (``ssl-speech labels``)."""
+    """HuBERT iteration 1 (mask 0.8 x 10, peak learning rate 5e-4) on FSDD with the frame labels in ``labels``.
+
+    Args:
+        labels: a label file from ``ssl hubert-labels`` (:func:`~ssl_speech.hubert_labels`);
+            ``None`` leaves ``data.labels`` unset (give it with ``--set data.labels=PATH``).
+        steps: optimizer steps (``train.steps``); the warm-up is 10% of them.
+        num_clusters: k of the label file (100 for MFCC labels, 500 for iteration 2).
+
+    Example:
+        >>> cfg = hubert("runs/fsdd-h1-l3.pt", steps=400, num_clusters=500)
+        >>> cfg["data"]["labels"], cfg["objective"]["num_clusters"], cfg["train"]["steps"]
+        ('runs/fsdd-h1-l3.pt', 500, 400)
+        >>> "labels" in hubert()["data"]
+        False
+    """
+    _check_steps("speech.hubert", steps)
+    if num_clusters < 2:
+        raise ValueError(f"speech.hubert: num_clusters must be at least 2, got {num_clusters}")
     config = _pipeline("hubert-fsdd", 0.8, {"name": "speech.hubert", "num_clusters": num_clusters}, steps, lr=5e-4)
     if labels is not None:
         config["data"]["labels"] = labels
