@@ -60,13 +60,20 @@ PUBLISHED_GRAPHMAE: dict[str, tuple[float, float]] = {
 def graphmae(dataset: str = "Cora") -> dict[str, Any]:
     """GraphMAE on a Planetoid graph with the paper's hyper-parameters (Cora: 1500 full-graph epochs).
 
-    One training step is one full-graph epoch. Pass the data folder with ``--root``
+    One training step is one full-graph epoch; no warm-up (cosine decay over ``train.steps``,
+    so ``--set train.steps=...`` leaves nothing stale). Pass the data folder with ``--root``
     (e.g. ``../shared/data/planetoid``); without it the graph is downloaded to
     ``~/.cache/ssl-graph``.
 
+    Args:
+        dataset: ``"Cora"``, ``"CiteSeer"`` or ``"PubMed"``: picks the graph *and* that
+            graph's published hyper-parameters (``ssl run graph.graphmae --recipe dataset=CiteSeer``;
+            ``--set data.dataset=...`` would keep Cora's).
+
     Example:
-        >>> graphmae("CiteSeer")["views"]["replace_rate"]
-        0.1
+        >>> cfg = graphmae("CiteSeer")
+        >>> cfg["data"]["dataset"], cfg["views"]["replace_rate"], cfg["train"]["steps"]
+        ('CiteSeer', 0.1, 300)
     """
     if dataset not in GRAPHMAE_PAPER:
         raise ValueError(f"graph.graphmae has presets for {', '.join(GRAPHMAE_PAPER)}, not {dataset!r}")
