@@ -34,11 +34,17 @@ def ts2vec(dataset: str = "GunPoint") -> dict[str, Any]:
     """TS2Vec on a UCR/UEA problem: repr 320, hidden 64, depth 10, batch 8, lr 1e-3 (constant), 200 iterations.
 
     Use ``train.steps = 600`` for problems with more than 100,000 values in the train
-    split (:func:`ts2vec_steps`); evaluation is TS2Vec's SVM protocol.
+    split (:func:`ts2vec_steps`); evaluation is TS2Vec's SVM protocol. No warm-up (a
+    constant learning rate), so ``--set train.steps=...`` leaves nothing stale.
+
+    Args:
+        dataset: the UCR/UEA problem (``ssl run timeseries.ts2vec --recipe dataset=ArrowHead``);
+            also names the run.
 
     Example:
-        >>> ts2vec("ArrowHead")["data"]["dataset"]
-        'ArrowHead'
+        >>> cfg = ts2vec("ArrowHead")
+        >>> cfg["name"], cfg["data"]["dataset"], cfg["train"]["steps"]
+        ('ts2vec-ArrowHead', 'ArrowHead', 200)
     """
     return {
         "name": f"ts2vec-{dataset}",
@@ -62,9 +68,16 @@ def ts2vec(dataset: str = "GunPoint") -> dict[str, Any]:
 def mvp(dataset: str = "GunPoint") -> dict[str, Any]:
     """tsai's MVP (masked value prediction) with a TSTPlus encoder: 15% of values in runs of mean length 3.
 
+    Batch 16, constant lr 1e-3 (no warm-up), 200 steps; evaluated with ``timeseries.svm``
+    and ``core.linear_probe``.
+
+    Args:
+        dataset: the UCR/UEA problem (``ssl run timeseries.mvp --recipe dataset=BasicMotions``).
+
     Example:
-        >>> mvp()["views"]["mask_ratio"]
-        0.15
+        >>> cfg = mvp("BasicMotions")
+        >>> cfg["name"], cfg["views"]["mask_ratio"], cfg["encoder"]["name"]
+        ('mvp-BasicMotions', 0.15, 'timeseries.tst')
     """
     return {
         "name": f"mvp-{dataset}",
