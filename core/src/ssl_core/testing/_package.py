@@ -8,12 +8,16 @@ import sys
 from importlib import metadata
 from typing import ClassVar
 
+from packaging.markers import default_environment
+
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 __all__ = ["PluginPackageConformance"]
 
 PLUGIN_GROUP = "ssl_core.plugins"
+EXPECTED_IMPORTS: tuple[str, ...] = ("ssl-core", "torch", "numpy")
+"""Requirements a plugin may import when it is imported: ssl-core and the torch stack it is built on."""
 
 
 class PluginPackageConformance:
@@ -25,16 +29,33 @@ class PluginPackageConformance:
         ...     import_name = "ssl_speech"
         ...     plugin_name = "speech"
         ...     heavy_modules = ("torchaudio", "soundfile")
+
+    Without ``heavy_modules`` the check covers the import names of every requirement the
+    distribution declares (extras aside), except :data:`EXPECTED_IMPORTS`: a plugin that
+    depends on torchaudio must not import it when its package is imported.
     """
 
     distribution: ClassVar[str]
     import_name: ClassVar[str]
     plugin_name: ClassVar[str]
-    heavy_modules: ClassVar[tuple[str, ...]] = ()
-    """Libraries that importing the plugin (as discovery may) must not import."""
+    heavy_modules: ClassVar[tuple[str, ...] | None] = None
+    """Libraries that importing the plugin (as discovery may) must not import; ``None``: its requirements'."""
 
     def _requirements(self) -> list[Requirement]:
         return [Requirement(line) for line in metadata.requires(self.distribution) or []]
+
+    def _heavy_modules(self) -> tuple[str, ...]:
+        if self.heavy_modules is not None:
+            return tuple(self.heavy_modules)
+        environment = {**default_environment(), "extra": ""}
+        expected = {canonicalize_name(name) for name in EXPECTED_IMPORTS}
+        modules: set[str] = set()
+        for req in self._requirements():
+            skipped = req.marker is not None and not req.marker.evaluate(environment)
+            if skipped or canonicalize_name(req.name) in expected:
+                continue
+            modules |= set(_import_names(req.name))
+        return tuple(sorted(modules))
 
     def test_metadata_declares_plugin_entry_point(self) -> None:
         entry_points = metadata.distribution(self.distribution).entry_points
@@ -62,12 +83,23 @@ class PluginPackageConformance:
         assert "__version__" in module.__all__
 
     def test_import_does_not_load_heavy_library(self) -> None:
+        heavy = self._heavy_modules()
         probe = (
             f"import sys, {self.import_name}; "
-            f"loaded = [name for name in {self.heavy_modules!r} if name in sys.modules]; "
+            f"loaded = [name for name in {heavy!r} if name in sys.modules]; "
             "print(loaded); sys.exit(1 if loaded else 0)"
         )
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
         assert result.returncode == 0, (
             f"importing {self.import_name} loaded heavy modules: {result.stdout}{result.stderr}"
         )
+
+
+def _import_names(distribution: str) -> list[str]:
+    """The top-level modules an installed distribution provides (none when it is not installed)."""
+    key = canonicalize_name(distribution)
+    return sorted(
+        module
+        for module, owners in metadata.packages_distributions().items()
+        if not module.startswith("_") and key in {canonicalize_name(owner) for owner in owners}
+    )
