@@ -326,7 +326,7 @@ def test_datasets_with_lengths_train_and_evaluate_in_length_buckets(tmp_path: Pa
     )
     assert first.batches(0) != first.batches(1)  # a new order every epoch
     assert dataset_lengths([1, 2, 3]) is None
-    from ssl_core._run import _loader
+    from ssl_core._evaluate import eval_loader as _loader
 
     splits = provider()
     seen.clear()

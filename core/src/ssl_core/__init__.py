@@ -27,6 +27,7 @@ __all__ = [
     "DistributedContext",
     "Encoder",
     "EncoderBase",
+    "EncoderWeightsMismatchError",
     "Evaluator",
     "Features",
     "IncompatibleComponentsError",
@@ -52,6 +53,7 @@ __all__ = [
     "StagedPipeline",
     "ThroughputMeter",
     "TrainConfig",
+    "TrainState",
     "ViewGenerator",
     "ViewGeneratorBase",
     "Views",
@@ -137,12 +139,14 @@ _LAZY: dict[str, str] = {
     "ThroughputMeter": "_meters",
     "Registry": "_registry",
     "default_registry": "_registry",
-    "LoadedEncoder": "_run",
-    "RunResult": "_run",
-    "load_encoder": "_run",
-    "evaluate": "_run",
-    "evaluate_checkpoint": "_run",
+    "LoadedEncoder": "_evaluate",
+    "RunResult": "_results",
+    "load_encoder": "_evaluate",
+    "evaluate": "_evaluate",
+    "evaluate_checkpoint": "_evaluate",
     "run": "_run",
+    "TrainState": "_train",
+    "EncoderWeightsMismatchError": "_errors",
     "autocast_context": "_device",
     "resolve_device": "_device",
     "move_to_device": "_device",
@@ -191,11 +195,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._errors import (
         ComponentNotFoundError,
         ConfigError,
+        EncoderWeightsMismatchError,
         IncompatibleComponentsError,
         NonFiniteLossError,
         PluginLoadError,
         SSLCoreError,
     )
+    from ._evaluate import LoadedEncoder, evaluate, evaluate_checkpoint, load_encoder
     from ._evaluators import KNNEvaluator, LayerWeightedProbeEvaluator, LinearProbeEvaluator, embed
     from ._hooks import hookimpl
     from ._kmeans import KMeansResult, kmeans, kmeans_predict
@@ -214,8 +220,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Views,
     )
     from ._registry import Registry, default_registry
-    from ._run import LoadedEncoder, RunResult, evaluate, evaluate_checkpoint, load_encoder, run
+    from ._results import RunResult
+    from ._run import run
     from ._sampler import LengthBucketBatchSampler
     from ._schedules import cosine_schedule, warmup_cosine_lr
     from ._stages import Stage, StagedPipeline, load_stages
-    from ._train import train
+    from ._train import TrainState, train

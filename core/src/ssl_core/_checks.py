@@ -46,7 +46,7 @@ def check_component(kind: str, name: str, obj: Any, *, plugin: str = "<manual>")
     """
     if not callable(obj):
         raise PluginLoadError(plugin, f"{kind} {name!r} is {type(obj).__name__}, not a class or function")
-    if kind == "task":  # called with keywords only (what it asks for among encoder, splits, out_dir, seed, ...)
+    if kind in ("task", "logger"):  # called with keywords only (tasks: encoder, splits, ...; loggers: out_dir, ...)
         return
     if kind in ("dataset", "recipe"):
         count = 0

@@ -44,6 +44,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(f"\n{plugin.name:<{width}}  {plugin.version:<10} {plugin.status}")
         for problem in plugin.problems:
             print(f"  ! {problem}")
+        for warning in plugin.warnings:
+            print(f"  ! warning: {warning}")
         for kind in COMPONENT_GROUPS:
             names = sorted(c.name for c in plugin.components if c.kind == kind)
             if names:
@@ -53,6 +55,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     if report.problems:
         hint = "fix or uninstall the plugins marked above" + ("" if args.strict else "; --strict makes this fatal")
         print(f"\n{len(report.problems)} plugin(s) with problems: {hint}", file=sys.stderr)
+    warned = [p for p in report.plugins if p.warnings]
+    if warned:
+        print(f"{len(warned)} plugin(s) with warnings (usable; see the lines marked 'warning')", file=sys.stderr)
     return _status_exit(report, args.strict)
 
 
@@ -71,11 +76,19 @@ def _import_check(report: DiscoveryReport) -> None:
                 registry.get(entry.kind, entry.name)
             except SSLCoreError as exc:
                 plugin.flag("error", str(exc))
+    import warnings
+
+    from ._hooks import load_hook_plugins
+
+    with warnings.catch_warnings():  # a failing hook module is flagged on its plugin, shown below
+        warnings.simplefilter("ignore")
+        load_hook_plugins(report)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     import inspect
 
+    from ._capabilities import CAPABILITIES
     from ._registry import default_registry
 
     registry = default_registry()
@@ -85,6 +98,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         from ._errors import ComponentNotFoundError
         from ._registry import closest
 
+        for kind in kinds:  # installed but unavailable (duplicate, incompatible, broken): say why
+            if registry.unavailable(kind, args.name) is not None:
+                raise registry.not_found(kind, args.name)
+        if args.kind:
+            raise registry.not_found(args.kind, args.name)
         every = [n for k in COMPONENT_GROUPS for n in registry.names(k)]
         raise ComponentNotFoundError("component", args.name, closest(args.name, every))
     for kind, obj in matches:
@@ -101,16 +119,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 default = "required" if p.default is p.empty else f"= {p.default!r}"
                 annotation = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
                 print(f"  {p.name:<20} {annotation:<28} {default}")
-        for flag in (
-            "modality",
-            "supports_token_mask",
-            "returns_tokens",
-            "returns_layers",
-            "requires_tokens",
-            "requires_token_mask",
-            "requires_layers",
-            "higher_is_better",
-        ):
+        data_params = getattr(obj, "data_params", ())
+        if data_params:
+            print(f"  [data_params = {tuple(data_params)!r}]")
+        for flag in CAPABILITIES:
             if hasattr(obj, flag):
                 print(f"  [{flag} = {getattr(obj, flag)!r}]")
         doc = inspect.getdoc(obj)
@@ -137,11 +149,16 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ._config import apply_overrides
     from ._run import run
 
     source = args.pipeline or "quickstart"
-    result = run(source, out=args.out, overrides=args.set, resume=args.resume, root=args.root)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports (the group is gone by now)
+    recipe_args = apply_overrides({}, args.recipe)
+    result = run(
+        source, out=args.out, overrides=args.set, resume=args.resume, overwrite=args.overwrite, root=args.root,
+        recipe_args=recipe_args, loggers=args.logger,
+    )  # fmt: skip
+    if not result.is_main:  # under torchrun only rank 0 reports
         return 0
     if "stages" in result.metrics:
         for number, stage in enumerate(result.metrics["stages"], start=1):
@@ -170,7 +187,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ._run import evaluate_checkpoint
+    from ._evaluate import evaluate_checkpoint
 
     results = evaluate_checkpoint(args.checkpoint, evaluators=args.evaluator, overrides=args.set, root=args.root)
     _print_metrics({"evaluations": results})
@@ -182,7 +199,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _parser() -> tuple[argparse.ArgumentParser, Any]:
     parser = argparse.ArgumentParser(prog="ssl", description="Self-supervised learning pipelines from plugins.")
     parser.add_argument("--version", action="version", version=f"ssl-core {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("plugins", help="list installed plugins and their components (reads metadata only)")
@@ -201,7 +218,15 @@ def _parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.steps=100")
     p.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="delete the run already in --out, then start afresh")
     p.add_argument("--root", default=None, help="dataset root directory")
+    p.add_argument(
+        "--recipe", action="append", default=[], metavar="KEY=VALUE", help="a recipe argument, e.g. preset=paper"
+    )
+    p.add_argument(
+        "--logger", action="append", default=[], metavar="NAME",
+        help="also log with NAME (jsonl, tensorboard, mlflow, wandb or a plugin's logger)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("evaluate", help="evaluate the encoder of a checkpoint or run directory")
@@ -214,9 +239,23 @@ def _parser() -> tuple[argparse.ArgumentParser, Any]:
     return parser, sub
 
 
+def _pop_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without ``--debug`` (accepted anywhere before a ``--``), and whether it was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [a for a in argv[:end] if a != "--debug"]
+    return kept + argv[end:], len(kept) != end
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``ssl plugins | head``): no traceback, exit as ``SIGPIPE`` would."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit; let that go nowhere
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ssl`` console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, debug = _pop_debug(list(sys.argv[1:] if argv is None else argv))
     parser, sub = _parser()
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is not None and command not in _BUILTIN_COMMANDS:  # only now load hook plugins' CLI commands
@@ -224,11 +263,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         make_plugin_manager().hook.ssl_add_cli_commands(subparsers=sub)
     args = parser.parse_args(argv)
+    args.debug = debug
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except SSLCoreError as exc:
         if args.debug:
             raise

@@ -64,9 +64,13 @@ __all__ = [
     "PipelineConfig",
     "TrainConfig",
     "apply_overrides",
+    "component_config",
+    "deep_copy",
     "load_config",
+    "merge_tables",
     "read_pipeline",
     "to_dict",
+    "unknown_key_error",
 ]
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -168,6 +172,7 @@ class PipelineConfig:
     seed: int = 0
     compare_random_init: bool = True
     plots: bool = True
+    loggers: list[ComponentConfig] = field(default_factory=lambda: [ComponentConfig(name="csv")])
 
     @property
     def objective(self) -> ObjectiveConfig:
@@ -185,13 +190,15 @@ class PipelineConfig:
 _OBJECTIVE_KEYS = ("weight", "views", "label")
 
 
-def _unknown_key(key: str, valid: Sequence[str], where: str) -> ConfigError:
+def unknown_key_error(key: str, valid: Sequence[str], where: str) -> ConfigError:
+    """A :class:`ConfigError` for an unknown key, naming the closest valid one."""
     match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     hint = f"; did you mean {match[0]!r}?" if match else f"; valid keys: {', '.join(sorted(valid))}"
     return ConfigError(f"unknown key {key!r} in {where}{hint}")
 
 
-def _component(raw: Any, where: str) -> ComponentConfig:
+def component_config(raw: Any, where: str) -> ComponentConfig:
+    """A component table (or a bare name) as a :class:`ComponentConfig`; ``where`` names it in errors."""
     if isinstance(raw, str):
         return ComponentConfig(name=raw)
     if not isinstance(raw, Mapping):
@@ -218,11 +225,11 @@ def _objectives(raw: Any) -> list[ObjectiveConfig]:
             item = {k: v for k, v in item.items() if k not in _OBJECTIVE_KEYS}
         else:
             reserved = {}
-        base = _component(item, where)
+        base = component_config(item, where)
         weight = reserved.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise ConfigError(f"{where}.weight must be a non-negative number, got {weight!r}")
-        views = _component(reserved["views"], f"{where}.views") if reserved.get("views") is not None else None
+        views = component_config(reserved["views"], f"{where}.views") if reserved.get("views") is not None else None
         label = str(reserved.get("label") or base.name.rsplit(".", 1)[-1])
         taken = {o.label for o in out}
         unique, n = label, 2
@@ -243,7 +250,7 @@ def _train(raw: Any) -> TrainConfig:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in hints:
-            raise _unknown_key(key, list(hints), "[train]")
+            raise unknown_key_error(key, list(hints), "[train]")
         values[key] = _coerce(value, hints[key], key)
     cfg = TrainConfig(**values)
     for key in ("steps", "batch_size", "accumulate", "eval_batch_size"):
@@ -292,7 +299,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 def read_pipeline(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """The raw pipeline mapping of a TOML path (or a copy of a mapping), before any checking."""
     if isinstance(source, Mapping):
-        return dict(_deep_copy(source))
+        return dict(deep_copy(source))
     path = Path(source)
     if not path.is_file():
         raise ConfigError(
@@ -322,10 +329,11 @@ def load_config(
             "this pipeline has [[stage]] blocks: run it with `ssl run` or ssl_core.run(), "
             "or read it with ssl_core.load_stages()"
         )
-    valid = [f.name for f in dataclasses.fields(PipelineConfig) if f.name != "objectives"] + ["objective"]
+    valid = [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in ("objectives", "loggers")]
+    valid += ["objective", "logger"]
     for key in raw:
         if key not in valid:
-            raise _unknown_key(key, valid, "the pipeline")
+            raise unknown_key_error(key, valid, "the pipeline")
     for key in ("data", "encoder", "objective") if pretrain else ("data", "encoder"):
         if key not in raw:
             raise ConfigError(f"the pipeline needs a [{key}] table with a 'name' (see `ssl plugins` for names)")
@@ -340,28 +348,62 @@ def load_config(
         evaluate = [evaluate]
     if not isinstance(evaluate, list):
         raise ConfigError("[[evaluate]] must be an array of tables, each with a 'name'")
-    name, seed = raw.get("name", "pipeline"), raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    top = {key: coerce(raw[key], hint, key) for key, hint in _TOP_LEVEL.items() if key in raw}
     return PipelineConfig(
-        data=_component(raw["data"], "data"),
-        encoder=_component(raw["encoder"], "encoder"),
-        views=_component(raw["views"], "views") if "views" in raw else None,
+        data=component_config(raw["data"], "data"),
+        encoder=component_config(raw["encoder"], "encoder"),
+        views=component_config(raw["views"], "views") if "views" in raw else None,
         objectives=objectives,
         train=_train(raw.get("train", {})),
-        evaluate=[_component(e, f"evaluate.{i}") for i, e in enumerate(evaluate)],
-        name=str(name),
-        seed=seed,
-        compare_random_init=bool(raw.get("compare_random_init", True)),
-        plots=bool(raw.get("plots", True)),
+        evaluate=[component_config(e, f"evaluate.{i}") for i, e in enumerate(evaluate)],
+        loggers=_loggers(raw.get("logger", [{"name": "csv"}])),
+        **top,
     )
 
 
-def _deep_copy(value: Any) -> Any:
+_TOP_LEVEL: dict[str, Any] = {"name": str, "seed": int, "compare_random_init": bool, "plots": bool}
+"""Top-level keys of a pipeline with their types (checked like ``[train]``)."""
+
+
+def _loggers(raw: Any) -> list[ComponentConfig]:
+    """``[[logger]]`` tables (or bare names); ``logger = []`` switches every logger off."""
+    items = raw if isinstance(raw, list) else [raw]
+    return [component_config(item, f"logger.{i}") for i, item in enumerate(items)]
+
+
+def merge_tables(defaults: Mapping[str, Any], update: Mapping[str, Any], skip: Sequence[str] = ()) -> dict[str, Any]:
+    """``defaults`` with ``update`` laid over it, as stages and recipe files combine pipelines.
+
+    A component table (``data``, ``encoder``, ``views``) naming the default's component (or
+    no name) updates its parameters, one naming another component replaces it; ``train``
+    updates key by key; every other key replaces. Keys in ``skip`` are ignored.
+
+    Example:
+        >>> merge_tables({"encoder": {"name": "core.mlp", "embed_dim": 8}, "train": {"steps": 5}},
+        ...              {"encoder": {"embed_dim": 16}, "train": {"lr": 0.1}})
+        {'encoder': {'name': 'core.mlp', 'embed_dim': 16}, 'train': {'steps': 5, 'lr': 0.1}}
+    """
+    merged: dict[str, Any] = deep_copy(defaults)
+    for key, value in update.items():
+        if key in skip:
+            continue
+        base = merged.get(key)
+        if key in ("data", "encoder", "views") and isinstance(value, Mapping) and isinstance(base, Mapping):
+            same = "name" not in value or value["name"] == base.get("name")
+            merged[key] = {**base, **deep_copy(value)} if same else deep_copy(value)
+        elif key == "train" and isinstance(value, Mapping) and isinstance(base, Mapping):
+            merged[key] = {**base, **deep_copy(value)}
+        else:
+            merged[key] = deep_copy(value)
+    return merged
+
+
+def deep_copy(value: Any) -> Any:
+    """A copy of nested tables and lists (TOML data), sharing only the leaf values."""
     if isinstance(value, Mapping):
-        return {k: _deep_copy(v) for k, v in value.items()}
+        return {k: deep_copy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_deep_copy(v) for v in value]
+        return [deep_copy(v) for v in value]
     return value
 
 
@@ -393,4 +435,5 @@ def to_dict(cfg: PipelineConfig) -> dict[str, Any]:
         out["objective"] = objectives if len(objectives) > 1 else objectives[0]
     out["train"] = {k: v for k, v in train.items() if v is not None}
     out["evaluate"] = [component(e) for e in cfg.evaluate]
+    out["logger"] = [component(c) for c in cfg.loggers]
     return out

@@ -39,6 +39,7 @@ COMPONENT_GROUPS: Final[dict[str, str]] = {
     "dataset": "ssl_core.datasets",
     "recipe": "ssl_core.recipes",
     "task": "ssl_core.tasks",
+    "logger": "ssl_core.loggers",
 }
 """Component kind -> entry-point group."""
 
@@ -82,6 +83,9 @@ class PluginStatus:
     requirement: str | None = None
     components: list[ComponentEntry] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
+    hook_entries: list[ComponentEntry] = field(default_factory=list)
+    """The ``ssl_core.hooks`` entry points (kind ``"hooks"``), with their names."""
+
     warnings: list[str] = field(default_factory=list)
     """Problems that leave the plugin usable (a component named outside its prefix): shown, not fatal."""
     prefixes: list[str] = field(default_factory=list)
@@ -236,6 +240,7 @@ def scan_plugins() -> DiscoveryReport:
                 plugin.components.append(ComponentEntry(groups[group], name, value, dist.name))
             elif group == HOOKS_GROUP:
                 plugin.hooks.append(value)
+                plugin.hook_entries.append(ComponentEntry("hooks", name, value, dist.name))
             elif group != PLUGINS_GROUP:
                 plugin.flag("error", f"unknown entry-point group {group!r} (known: {', '.join(sorted(groups))})")
             if ":" in value and not value.partition(":")[0].strip():

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -28,8 +30,11 @@ __all__ = [
     "DistributedContext",
     "all_gather_with_grad",
     "all_reduce_mean",
+    "barrier",
+    "broadcast_from_main",
     "cleanup_distributed",
     "distributed_sampler",
+    "distributed_session",
     "init_distributed",
     "is_distributed",
     "is_main_process",
@@ -146,6 +151,51 @@ def cleanup_distributed() -> None:
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def distributed_session(device: str | torch.device | None = None) -> Iterator[DistributedContext]:
+    """Open the process group for one ``run`` (see :func:`init_distributed`) and close only what it opened.
+
+    A process group the caller created before is reused and left alone, so a script that
+    calls :func:`ssl_core.run` several times under ``torchrun`` keeps its group.
+
+    Example:
+        >>> with distributed_session("cpu") as ctx:
+        ...     ctx.world_size
+        1
+    """
+    owned = not (dist.is_available() and dist.is_initialized())
+    ctx = init_distributed(device)
+    try:
+        yield ctx
+    finally:
+        if owned:
+            cleanup_distributed()
+
+
+def barrier(ctx: DistributedContext) -> None:
+    """Wait for every rank (a no-op in a single process).
+
+    Example:
+        >>> barrier(init_distributed("cpu"))
+    """
+    if ctx.is_distributed:
+        dist.barrier()
+
+
+def broadcast_from_main(ctx: DistributedContext, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (any picklable object); ``value`` itself in a single process.
+
+    Example:
+        >>> broadcast_from_main(init_distributed("cpu"), {"labels": "a.pt"})
+        {'labels': 'a.pt'}
+    """
+    if not ctx.is_distributed:
+        return value
+    box = [value if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
 
-__all__ = ["LengthBucketBatchSampler"]
+__all__ = ["LengthBucketBatchSampler", "dataset_lengths"]
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
@@ -118,3 +119,16 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         batch_order = batch_order[:wanted]
         for j in batch_order[self.rank :: self.num_replicas]:
             yield batches[int(j)].tolist()
+
+
+def dataset_lengths(dataset: Any) -> list[int] | None:
+    """Per-item lengths when the dataset offers them (``dataset.lengths()``), else ``None``.
+
+    Variable-length datasets (audio, sequences) expose ``lengths()`` so that batches can
+    be bucketed by length (:class:`~ssl_core.LengthBucketBatchSampler`).
+    """
+    method = getattr(dataset, "lengths", None)
+    if not callable(method):
+        return None
+    lengths = [int(v) for v in method()]
+    return lengths if len(lengths) == len(dataset) else None

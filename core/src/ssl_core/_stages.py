@@ -58,29 +58,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from ._registry import Registry
-    from ._run import RunResult
-
+from ._checkpoint import latest_checkpoint
 from ._config import (
     ComponentConfig,
     PipelineConfig,
-    _component,
-    _deep_copy,
-    _unknown_key,
     apply_overrides,
+    component_config,
+    deep_copy,
     load_config,
+    merge_tables,
     read_pipeline,
+    unknown_key_error,
 )
-from ._errors import ConfigError, IncompatibleComponentsError
+from ._distributed import DistributedContext, barrier, broadcast_from_main
+from ._errors import ConfigError, EncoderWeightsMismatchError
+from ._evaluate import evaluate, load_encoder
+from ._pipeline import build_component, build_dataset, build_encoder, build_evaluators, load_encoder_state
+from ._pretrain import run_pipeline
+from ._registry import Registry
+from ._results import RunResult, StageRecord, jsonable, write_json_atomic
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["Stage", "StagedPipeline", "load_stages", "resolve_artefacts", "run_stages"]
 
 StageKind = Literal["pretrain", "evaluate", "task"]
 _STAGE_KEYS = ("name", "kind", "init", "task")
-_PIPELINE_KEYS = ("data", "encoder", "views", "objective", "train", "evaluate", "seed", "compare_random_init", "plots")
+_PIPELINE_KEYS = (
+    "data", "encoder", "views", "objective", "train", "evaluate", "logger", "seed", "compare_random_init", "plots",
+)  # fmt: skip
 _COMPONENT_TABLES = ("data", "encoder", "views")
 _REFERENCE = re.compile(r"\$\{([^}.]+)\.([^}]+)\}")
 
@@ -102,22 +109,6 @@ class StagedPipeline:
 
     name: str
     stages: list[Stage] = field(default_factory=list)
-
-
-def _merge(defaults: Mapping[str, Any], stage: Mapping[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = _deep_copy(defaults)
-    for key, value in stage.items():
-        if key in _STAGE_KEYS:
-            continue
-        base = merged.get(key)
-        if key in _COMPONENT_TABLES and isinstance(value, Mapping) and isinstance(base, Mapping):
-            same = "name" not in value or value["name"] == base.get("name")
-            merged[key] = {**base, **value} if same else dict(value)
-        elif key == "train" and isinstance(value, Mapping) and isinstance(base, Mapping):
-            merged[key] = {**base, **value}
-        else:
-            merged[key] = _deep_copy(value)
-    return merged
 
 
 def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[int, list[str]]]:
@@ -152,7 +143,7 @@ def load_stages(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
         raise ConfigError(f"stage overrides must name stages 1..{len(stages_raw)}")
     for key in raw:
         if key not in (*_PIPELINE_KEYS, "name"):
-            raise _unknown_key(key, [*_PIPELINE_KEYS, "name", "stage"], "the pipeline")
+            raise unknown_key_error(key, [*_PIPELINE_KEYS, "name", "stage"], "the pipeline")
     pipeline_name = str(raw.pop("name", "pipeline"))
     staged = StagedPipeline(name=pipeline_name)
     seen: list[str] = []
@@ -161,7 +152,7 @@ def load_stages(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
             raise ConfigError(f"stage {number} must be a table")
         for key in stage_raw:
             if key not in (*_STAGE_KEYS, *_PIPELINE_KEYS):
-                raise _unknown_key(key, [*_STAGE_KEYS, *_PIPELINE_KEYS], f"stage {number}")
+                raise unknown_key_error(key, [*_STAGE_KEYS, *_PIPELINE_KEYS], f"stage {number}")
         name = str(stage_raw.get("name", f"stage-{number}"))
         if name in seen or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
             raise ConfigError(f"stage {number}: name {name!r} must be unique and use only letters, digits, - and _")
@@ -177,7 +168,7 @@ def load_stages(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
             raise ConfigError(f"stage {name!r}: init must be 'previous' or 'scratch', got {init!r}")
         own = per_stage.get(number, [])
         task_overrides = [o for o in own if o.startswith("task.")]
-        pipeline = _merge(raw, stage_raw)
+        pipeline = merge_tables(raw, stage_raw, skip=_STAGE_KEYS)
         pipeline["name"] = f"{pipeline_name}/{name}"
         pipeline = apply_overrides(pipeline, [*common, *(o for o in own if not o.startswith("task."))])
         for ref_stage, _ in _REFERENCE.findall(json.dumps(pipeline) + json.dumps(stage_raw.get("task", {}))):
@@ -189,7 +180,7 @@ def load_stages(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
         task = None
         if kind == "task":
             task_raw = stage_raw["task"]
-            task = {"name": task_raw} if isinstance(task_raw, str) else _deep_copy(task_raw)
+            task = {"name": task_raw} if isinstance(task_raw, str) else deep_copy(task_raw)
             task = apply_overrides({"task": task}, task_overrides)["task"]
             if "name" not in task:
                 raise ConfigError(f"stage {name!r}: task needs a 'name' (a registered task, see `ssl plugins`)")
@@ -235,14 +226,6 @@ def resolve_artefacts(value: Any, artefacts: Mapping[str, Mapping[str, Any]]) ->
     return _REFERENCE.sub(lambda m: str(lookup(m)), value)
 
 
-def write_json_atomic(path: Path, document: Any) -> None:
-    """Write JSON to ``path`` atomically (:func:`~ssl_core._checkpoint.write_atomic`)."""
-    from ._checkpoint import write_atomic
-
-    text = json.dumps(document, indent=2) + "\n"
-    write_atomic(path, lambda f: f.write(text.encode()))
-
-
 def _task_stage(
     stage: Stage,
     pipeline: Mapping[str, Any],
@@ -253,9 +236,6 @@ def _task_stage(
     artefacts: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     import inspect
-
-    from ._pipeline import build_component, build_dataset
-    from ._run import _jsonable
 
     assert stage.task is not None
     spec = resolve_artefacts(stage.task, artefacts)
@@ -270,7 +250,7 @@ def _task_stage(
     if "splits" in wanted:
         if "data" not in pipeline:
             raise ConfigError(f"stage {stage.name!r}: task {spec['name']!r} needs a dataset; add a [data] table")
-        data_cfg = PipelineConfig(data=_component(pipeline["data"], "data"), encoder=ComponentConfig(name=""))
+        data_cfg = PipelineConfig(data=component_config(pipeline["data"], "data"), encoder=ComponentConfig(name=""))
         splits = build_dataset(data_cfg, registry, root=root)
         context.update({**splits.info, "num_classes": splits.num_classes, "modality": splits.modality})
         context["splits"] = splits
@@ -279,7 +259,7 @@ def _task_stage(
     produced = build_component(task, params, context, f"task {spec['name']!r} (stage {stage.name!r})")
     if not isinstance(produced, Mapping):
         raise ConfigError(f"task {spec['name']!r} must return a mapping of artefacts, got {type(produced).__name__}")
-    return dict(_jsonable(dict(produced)))
+    return dict(jsonable(dict(produced)))
 
 
 @contextmanager
@@ -287,131 +267,170 @@ def _naming_stage(name: str) -> Iterator[None]:
     """Say which stage could not take the previous stage's encoder, and what to do."""
     try:
         yield
-    except IncompatibleComponentsError as exc:
-        if "given encoder weights" not in str(exc):
-            raise
-        raise IncompatibleComponentsError(
+    except EncoderWeightsMismatchError as exc:
+        raise EncoderWeightsMismatchError(
             f"stage {name!r} continues the previous stage's encoder, but {str(exc).replace('the given', 'its')}; "
             "give both stages the same [encoder], or set init = 'scratch' in this stage"
         ) from exc
 
 
+class _StageRunner:
+    """Runs the stages of one pipeline in order, holding what they hand on (encoder, artefacts, records)."""
+
+    def __init__(
+        self, staged: StagedPipeline, ctx: DistributedContext, base: Path, registry: Registry, hooks: Any,
+        root: str | None, resume: bool, write: bool,
+    ) -> None:  # fmt: skip
+        self.staged, self.ctx, self.base, self.registry, self.hooks = staged, ctx, base, registry, hooks
+        self.root, self.resume, self.write = root, resume, write
+        self.artefacts: dict[str, dict[str, Any]] = {}
+        self.records: list[StageRecord] = []
+        self.encoder: nn.Module | None = None
+        self.encoder_checkpoint: str | None = None
+        self.last: RunResult | None = None
+
+    def finished_stages(self) -> dict[str, StageRecord]:
+        record_path = self.base / "stages.json"
+        if not (self.resume and record_path.is_file()):
+            return {}
+        return {r["name"]: r for r in json.loads(record_path.read_text())["stages"]}
+
+    def previous_encoder(self) -> nn.Module | None:
+        if self.encoder is None and self.encoder_checkpoint is not None:
+            self.encoder = load_encoder(self.encoder_checkpoint, registry=self.registry, root=self.root).encoder
+        return self.encoder
+
+    def run(self, number: int, stage: Stage) -> StageRecord:
+        stage_dir = self.base / f"{number}-{stage.name}"
+        pipeline = resolve_artefacts(stage.pipeline, self.artefacts)
+        previous = self.previous_encoder() if stage.init == "previous" else None
+        if stage.init == "scratch" and stage.kind == "task" and "encoder" in pipeline:
+            fresh = load_config(pipeline, pretrain=False)  # a task from scratch gets a fresh encoder
+            previous = build_encoder(fresh, build_dataset(fresh, self.registry, root=self.root), self.registry)
+        if stage.kind == "pretrain":
+            return self._pretrain(stage, pipeline, previous, stage_dir)
+        # evaluate and task stages run on rank 0; the others wait and receive the artefacts
+        record: StageRecord | None = None
+        if self.ctx.is_main:
+            if stage.kind == "evaluate":
+                record = self._evaluate(stage, pipeline, previous, stage_dir)
+            else:
+                produced = _task_stage(stage, pipeline, previous, stage_dir, self.registry, self.root, self.artefacts)
+                artefacts = {**produced, "out_dir": str(stage_dir)}
+                record = _record(stage, None, {"artefacts": produced}, artefacts)
+        barrier(self.ctx)
+        return broadcast_from_main(self.ctx, record)  # type: ignore[no-any-return]
+
+    def _pretrain(
+        self, stage: Stage, pipeline: dict[str, Any], previous: nn.Module | None, stage_dir: Path
+    ) -> StageRecord:
+        cfg = load_config(pipeline)
+        stage_resume = self.resume and latest_checkpoint(stage_dir / "checkpoints") is not None
+        with _naming_stage(stage.name):
+            result = run_pipeline(
+                cfg,
+                self.ctx,
+                out_dir=stage_dir,
+                resume=stage_resume,
+                registry=self.registry,
+                hooks=self.hooks,
+                root=self.root,
+                encoder_state=previous.state_dict() if previous is not None else None,
+            )
+        self.last, self.encoder = result, result.encoder
+        checkpoint = latest_checkpoint(stage_dir / "checkpoints")
+        self.encoder_checkpoint = str(checkpoint) if checkpoint is not None else None
+        artefacts = {"checkpoint": self.encoder_checkpoint, "out_dir": str(stage_dir)}
+        return _record(stage, self.encoder_checkpoint, result.metrics, artefacts)
+
+    def _evaluate(
+        self, stage: Stage, pipeline: dict[str, Any], previous: nn.Module | None, stage_dir: Path
+    ) -> StageRecord:
+        cfg = load_config(pipeline, pretrain=False)
+        splits = build_dataset(cfg, self.registry, root=self.root)
+        evaluated = build_encoder(cfg, splits, self.registry)
+        if stage.init == "previous":
+            if previous is None:
+                raise ConfigError(
+                    f"stage {stage.name!r} evaluates the previous stage's encoder, but no earlier stage "
+                    "trained one; put a pretrain stage first or set init = 'scratch'"
+                )
+            with _naming_stage(stage.name):
+                load_encoder_state(evaluated, previous.state_dict(), f"encoder {cfg.encoder.name!r}")
+        evaluators = build_evaluators(cfg.evaluate, splits, self.registry)
+        results = evaluate(evaluated, splits, evaluators, batch_size=cfg.train.eval_batch_size, hooks=self.hooks)
+        metrics = {"name": cfg.name, "evaluations": results}
+        if self.write:
+            write_json_atomic(stage_dir / "metrics.json", metrics)
+        return _record(stage, None, metrics, {"out_dir": str(stage_dir)})
+
+    def add(self, record: StageRecord) -> None:
+        self.artefacts[record["name"]] = dict(record["artefacts"])
+        if record["encoder_checkpoint"]:
+            self.encoder_checkpoint = record["encoder_checkpoint"]
+        self.records.append(record)
+        if self.write and self.ctx.is_main:
+            write_json_atomic(self.base / "stages.json", {"name": self.staged.name, "stages": self.records})
+
+
+def _record(
+    stage: Stage, checkpoint: str | None, metrics: Mapping[str, Any], artefacts: Mapping[str, Any]
+) -> StageRecord:
+    return {
+        "name": stage.name,
+        "kind": stage.kind,
+        "encoder_checkpoint": checkpoint,
+        "metrics": dict(metrics),
+        "artefacts": dict(artefacts),
+    }
+
+
 def run_stages(
     staged: StagedPipeline,
+    ctx: DistributedContext,
     *,
     out: str | Path | None = None,
     resume: bool = False,
-    registry: Registry | None = None,
-    hooks: Any = None,
+    registry: Registry,
+    hooks: Any,
     root: str | None = None,
 ) -> RunResult:
-    """Run the stages in order (what :func:`ssl_core.run` does for a ``[[stage]]`` file).
+    """Run the stages in order inside an open distributed context (what :func:`ssl_core.run` does for stages).
 
     Returns the last pretraining stage's result with ``metrics["stages"]`` listing every
-    stage's metrics; ``result.encoder`` is the encoder after the last stage.
+    stage's metrics; ``result.encoder`` is the encoder after the last stage. Files, evaluate
+    and task stages happen on rank 0; the other ranks wait at a barrier and receive the
+    artefacts, so every rank starts each pretrain stage together.
     """
-    from ._checkpoint import latest_checkpoint
-    from ._pipeline import build_dataset, build_encoder, build_evaluators, load_encoder_state
-    from ._registry import default_registry
-    from ._run import RunResult, evaluate, load_encoder, run
-
-    registry = registry or default_registry()
     scratch = tempfile.TemporaryDirectory(prefix="ssl-stages-") if out is None else None
     base = Path(out) if out is not None else Path(scratch.name)  # type: ignore[union-attr]
-    record_path = base / "stages.json"
-    done: dict[str, dict[str, Any]] = {}
-    if resume and record_path.is_file():
-        done = {r["name"]: r for r in json.loads(record_path.read_text())["stages"]}
-    artefacts: dict[str, dict[str, Any]] = {}
-    records: list[dict[str, Any]] = []
-    encoder: nn.Module | None = None
-    encoder_checkpoint: str | None = None
-    last: RunResult | None = None
+    runner = _StageRunner(staged, ctx, base, registry, hooks, root, resume, write=out is not None)
     try:
+        done = runner.finished_stages()
         for number, stage in enumerate(staged.stages, start=1):
-            stage_dir = base / f"{number}-{stage.name}"
             if stage.name in done:  # finished before the interruption: reuse its record
-                finished = done[stage.name]
-                artefacts[stage.name] = finished["artefacts"]
-                if finished.get("encoder_checkpoint"):
-                    encoder_checkpoint, encoder = finished["encoder_checkpoint"], None
-                records.append(finished)
+                if done[stage.name]["encoder_checkpoint"]:
+                    runner.encoder = None  # loaded from that checkpoint when a later stage needs it
+                runner.add(done[stage.name])
                 continue
-            pipeline = resolve_artefacts(stage.pipeline, artefacts)
-            previous: nn.Module | None = None
-            if stage.init == "previous":
-                if encoder is None and encoder_checkpoint is not None:
-                    encoder = load_encoder(encoder_checkpoint, registry=registry, root=root).encoder
-                previous = encoder
-            elif stage.kind == "task" and "encoder" in pipeline:  # a task from scratch gets a fresh encoder
-                fresh = load_config(pipeline, pretrain=False)
-                previous = build_encoder(fresh, build_dataset(fresh, registry, root=root), registry)
-            record: dict[str, Any] = {"name": stage.name, "kind": stage.kind, "encoder_checkpoint": None}
-            if stage.kind == "pretrain":
-                stage_resume = resume and latest_checkpoint(stage_dir / "checkpoints") is not None
-                with _naming_stage(stage.name):
-                    result = run(
-                        pipeline,
-                        out=stage_dir,
-                        resume=stage_resume,
-                        registry=registry,
-                        hooks=hooks,
-                        root=root,
-                        encoder_state=previous.state_dict() if previous is not None else None,
-                    )
-                last, encoder = result, result.encoder
-                checkpoint = latest_checkpoint(stage_dir / "checkpoints")
-                encoder_checkpoint = str(checkpoint) if checkpoint is not None else None
-                record.update(encoder_checkpoint=encoder_checkpoint, metrics=result.metrics)
-                artefacts[stage.name] = {"checkpoint": encoder_checkpoint, "out_dir": str(stage_dir)}
-            elif stage.kind == "evaluate":
-                cfg = load_config(pipeline, pretrain=False)
-                splits = build_dataset(cfg, registry, root=root)
-                evaluated = build_encoder(cfg, splits, registry)
-                if stage.init == "previous":
-                    if previous is None:
-                        raise ConfigError(
-                            f"stage {stage.name!r} evaluates the previous stage's encoder, but no earlier stage "
-                            "trained one; put a pretrain stage first or set init = 'scratch'"
-                        )
-                    with _naming_stage(stage.name):
-                        load_encoder_state(evaluated, previous.state_dict(), f"encoder {cfg.encoder.name!r}")
-                metrics = {
-                    "name": cfg.name,
-                    "evaluations": evaluate(
-                        evaluated,
-                        splits,
-                        build_evaluators(cfg.evaluate, splits, registry),
-                        batch_size=cfg.train.eval_batch_size,
-                        hooks=hooks,
-                    ),
-                }
-                write_json_atomic(stage_dir / "metrics.json", metrics)
-                record["metrics"] = metrics
-                artefacts[stage.name] = {"out_dir": str(stage_dir)}
-            else:
-                produced = _task_stage(stage, pipeline, previous, stage_dir, registry, root, artefacts)
-                record["metrics"] = {"artefacts": produced}
-                artefacts[stage.name] = {**produced, "out_dir": str(stage_dir)}
-            record["artefacts"] = artefacts[stage.name]
-            records.append(record)
-            if out is not None:
-                write_json_atomic(record_path, {"name": staged.name, "stages": records})
-        if last is None and encoder_checkpoint is not None:  # every pretrain stage finished before a resume
-            loaded = load_encoder(encoder_checkpoint, registry=registry, root=root)
+            runner.add(runner.run(number, stage))
+        last = runner.last
+        if last is None and runner.encoder_checkpoint is not None:  # every pretrain stage finished before a resume
+            loaded = load_encoder(runner.encoder_checkpoint, registry=registry, root=root)
             last = RunResult(metrics={}, config=loaded.config, out_dir=None, encoder=loaded.encoder, history=[])
         if last is None:
             raise ConfigError("a staged pipeline needs at least one pretrain stage")
         summary = {"name": staged.name, "stages": [{"stage": r["name"], "kind": r["kind"], **r["metrics"]}
-                                                    for r in records]}  # fmt: skip
-        if out is not None:
+                                                    for r in runner.records]}  # fmt: skip
+        if out is not None and ctx.is_main:
             write_json_atomic(base / "metrics.json", summary)
         return RunResult(
             metrics=summary,
             config=last.config,
             out_dir=Path(out) if out is not None else None,
-            encoder=encoder if encoder is not None else last.encoder,
+            encoder=runner.encoder if runner.encoder is not None else last.encoder,
             history=last.history,
+            is_main=ctx.is_main,
         )
     finally:
         if scratch is not None:

@@ -3,7 +3,7 @@
 It runs views -> objective(encoder, views) -> loss, with autocast, optional
 ``torch.compile``, gradient accumulation and clipping, a warm-up + cosine LR,
 DDP/FSDP2 from ``torchrun``, atomic checkpoints with exact resume, NaN/inf
-detection, a progress bar and a CSV log.
+detection. Progress bars and logs are hook implementations (:mod:`ssl_core._loggers`).
 
 Exact resume: the data order of each epoch comes from a sampler seeded by
 ``(seed, epoch)``; a resumed run rebuilds that order and skips the batches already
@@ -13,10 +13,10 @@ consumed, and restores every RNG (Python, NumPy, torch, the view generator), so
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,10 @@ from ._distributed import DistributedContext, all_reduce_mean, wrap_model
 from ._errors import ConfigError, NonFiniteLossError
 from ._meters import ThroughputMeter, peak_memory_mb
 from ._protocols import Batch, Views
-from ._sampler import LengthBucketBatchSampler
+from ._sampler import LengthBucketBatchSampler, dataset_lengths
 from ._schedules import cosine_schedule, warmup_cosine_lr
 
-__all__ = ["PretrainModel", "TrainResult", "exported_encoder", "train"]
+__all__ = ["PretrainModel", "TrainResult", "TrainState", "exported_encoder", "train"]
 
 
 class PretrainModel(nn.Module):
@@ -132,19 +132,6 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     raise ConfigError(f"train.optimizer {cfg.optimizer!r} is not supported; use 'adamw', 'adam' or 'sgd'")
 
 
-def dataset_lengths(dataset: Any) -> list[int] | None:
-    """Per-item lengths when the dataset offers them (``dataset.lengths()``), else ``None``.
-
-    Variable-length datasets (audio, sequences) expose ``lengths()`` so that batches can
-    be bucketed by length (:class:`~ssl_core.LengthBucketBatchSampler`).
-    """
-    method = getattr(dataset, "lengths", None)
-    if not callable(method):
-        return None
-    lengths = [int(v) for v in method()]
-    return lengths if len(lengths) == len(dataset) else None
-
-
 class _EpochBatches:
     """Seeded, resumable, rank-sharded batches of indices.
 
@@ -194,6 +181,218 @@ def _batch_size(batch: Batch) -> int:
     return int(size) if size is not None else 1
 
 
+@dataclass
+class TrainState:
+    """Where training stands: what checkpointing saves and ``--resume`` restores, in one place.
+
+    ``view_rng`` draws the views (on the training device); ``loader_rng`` keeps the
+    DataLoader off the global RNG. The global Python / NumPy / torch RNGs are captured
+    beside them at every checkpoint.
+
+    Example:
+        >>> state = TrainState.fresh(seed=0, ctx=init_distributed("cpu"))
+        >>> state.step, state.epoch, state.batch_in_epoch, state.history
+        (0, 0, 0, [])
+    """
+
+    view_rng: torch.Generator
+    loader_rng: torch.Generator
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int | None = None
+
+    @classmethod
+    def fresh(cls, seed: int, ctx: DistributedContext) -> TrainState:
+        """The state before the first step: generators seeded from ``seed`` (views also from the rank)."""
+        view_rng = torch.Generator(device=ctx.device)
+        view_rng.manual_seed(seed * 1_000_003 + ctx.rank)
+        loader_rng = torch.Generator()
+        loader_rng.manual_seed(seed)
+        return cls(view_rng=view_rng, loader_rng=loader_rng)
+
+    def checkpoint_fields(self, ctx: DistributedContext) -> dict[str, Any]:
+        """The checkpoint entries of this state (collective under ``torchrun``: every rank's RNG state is gathered)."""
+        rng: Any = capture_rng_state(self.view_rng)
+        if ctx.world_size > 1:
+            import torch.distributed as dist
+
+            gathered: list[Any] = [None] * ctx.world_size
+            dist.all_gather_object(gathered, rng)
+            rng = gathered
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "rng": rng,
+            "loader_rng": self.loader_rng.get_state(),
+            "history": list(self.history),
+        }
+
+    def restore(self, state: Mapping[str, Any], ctx: DistributedContext) -> None:
+        """Continue from a checkpoint's entries (RNGs included); older checkpoints without history resume with none."""
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        rng = state["rng"]
+        restore_rng_state(rng[ctx.rank] if isinstance(rng, list) else rng, self.view_rng)
+        if "loader_rng" in state:
+            self.loader_rng.set_state(state["loader_rng"])
+        self.history = [dict(row) for row in state.get("history", [])]
+        self.resumed_from = self.step
+
+
+@dataclass
+class _Parts:
+    """The trainable pieces: the model (wrapped for DDP/FSDP), its optimizer, LR schedule and grad scaler."""
+
+    model: PretrainModel
+    wrapped: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def build(cls, encoder: nn.Module, objective: nn.Module, cfg: TrainConfig, ctx: DistributedContext) -> _Parts:
+        model = PretrainModel(encoder, objective).to(ctx.device)
+        if cfg.compile:
+            model.encoder.compile()
+        wrapped = wrap_model(model, ctx, "ddp" if cfg.distributed == "auto" else cfg.distributed)
+        optimizer = _make_optimizer(model, cfg)
+        scheduler = warmup_cosine_lr(
+            optimizer, warmup_steps=cfg.total_warmup_steps(), total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
+        )
+        scaler = torch.amp.GradScaler(ctx.device.type, enabled=needs_grad_scaler(ctx.device, cfg.precision))
+        return cls(model, wrapped, optimizer, scheduler, scaler)
+
+    def checkpoint_fields(self) -> dict[str, Any]:
+        exported = exported_encoder(self.model.objective, self.model.encoder)
+        return {
+            "model": self.model.state_dict(),
+            "encoder": exported.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+class _BatchStream:
+    """Training batches across epochs, from the state's epoch and position (exact resume), rank-sharded."""
+
+    def __init__(
+        self,
+        dataset: Dataset[Any],
+        collate: Callable[[Sequence[Any]], Batch],
+        cfg: TrainConfig,
+        ctx: DistributedContext,
+        seed: int,
+        state: TrainState,
+    ) -> None:
+        if cfg.batch_size % ctx.world_size:
+            raise ConfigError(f"train.batch_size {cfg.batch_size} must be divisible by the {ctx.world_size} processes")
+        lengths = dataset_lengths(dataset) if cfg.bucket_by_length else None
+        self._epochs = _EpochBatches(len(dataset), cfg.batch_size // ctx.world_size, ctx, seed, lengths)  # type: ignore[arg-type]
+        self._dataset, self._collate, self._cfg, self._ctx, self._state = dataset, collate, cfg, ctx, state
+        self._batches = self._open(state.epoch, state.batch_in_epoch)
+
+    def _open(self, epoch: int, skip: int) -> Iterator[Batch]:
+        loader = DataLoader(
+            self._dataset,
+            batch_sampler=self._epochs.batches(epoch, skip),
+            collate_fn=self._collate,
+            num_workers=self._cfg.num_workers,
+            generator=self._state.loader_rng,
+            pin_memory=self._ctx.device.type == "cuda",
+        )
+        return iter(loader)
+
+    def next(self) -> Batch:
+        """The next batch on the training device; advances the state's epoch and position."""
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            self._state.epoch, self._state.batch_in_epoch = self._state.epoch + 1, 0
+            self._batches = self._open(self._state.epoch, 0)
+            batch = next(self._batches)
+        self._state.batch_in_epoch += 1
+        return move_to_device(batch, self._ctx.device)
+
+
+def _restore_latest(parts: _Parts, state: TrainState, ckpt_dir: Path | None, ctx: DistributedContext) -> Path:
+    if ckpt_dir is None:
+        raise ConfigError("--resume needs an output directory (--out) holding checkpoints/")
+    last = latest_checkpoint(ckpt_dir)
+    if last is None:
+        raise ConfigError(f"--resume: no checkpoint found in {ckpt_dir}; run without --resume to start fresh")
+    try:
+        saved = load_checkpoint(last, map_location=ctx.device, weights_only=False)
+    except CheckpointError as exc:
+        raise ConfigError(f"--resume: {exc}; delete that file to resume from the one before it") from exc
+    parts.restore(saved)
+    state.restore(saved, ctx)
+    return last
+
+
+def _optimizer_step(
+    parts: _Parts,
+    batches: _BatchStream,
+    views: Callable[[Batch, torch.Generator], Views],
+    state: TrainState,
+    cfg: TrainConfig,
+    ctx: DistributedContext,
+    last_ckpt: Path | None,
+) -> tuple[dict[str, float], int]:
+    """One optimizer step over ``cfg.accumulate`` micro-batches: ``(logged values, samples seen on this rank)``."""
+    totals: dict[str, float] = {}
+    samples = 0
+    for micro in range(cfg.accumulate):
+        batch = batches.next()
+        samples += _batch_size(batch)
+        no_sync = getattr(parts.wrapped, "no_sync", None)  # DDP: skip the all-reduce on non-final micro-batches
+        sync = no_sync() if (micro < cfg.accumulate - 1 and callable(no_sync)) else nullcontext()
+        with sync:
+            with autocast_context(ctx.device, cfg.precision):
+                out = parts.wrapped(views(batch, state.view_rng))
+            loss = out["loss"]
+            _check_finite(loss, state.step + 1, ctx, last_ckpt)
+            parts.scaler.scale(loss / cfg.accumulate).backward()
+        for key, val in out.items():
+            totals[key] = totals.get(key, 0.0) + float(val.detach()) / cfg.accumulate
+    if ctx.world_size > 1:  # log the global batch's values, not this rank's share
+        totals = _mean_over_ranks(totals, ctx.device)
+    optimizer = parts.optimizer
+    logged = {"lr": optimizer.param_groups[0]["lr"], **totals}
+    if cfg.grad_clip is not None:
+        parts.scaler.unscale_(optimizer)
+        logged["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.grad_clip))
+    if cfg.weight_decay_end is not None:  # DINO-style cosine weight-decay schedule on the decayed group
+        decay = cosine_schedule(state.step, cfg.steps, cfg.weight_decay, cfg.weight_decay_end)
+        optimizer.param_groups[0]["weight_decay"] = logged["weight_decay"] = decay
+    parts.scaler.step(optimizer)
+    parts.scaler.update()
+    parts.scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return logged, samples
+
+
+def _check_finite(loss: Tensor, step: int, ctx: DistributedContext, last_ckpt: Path | None) -> None:
+    value = float(loss.detach())
+    finite = math.isfinite(value)
+    if ctx.world_size > 1:  # every rank must stop together, or the others hang in backward
+        finite = float(all_reduce_mean(torch.tensor([0.0 if finite else 1.0], device=ctx.device))) == 0.0
+    if not finite:
+        raise NonFiniteLossError(step, value, str(last_ckpt) if last_ckpt else None)
+
+
+def _due(step: int, every: int, total: int, *, first: bool = False) -> bool:
+    return (every > 0 and step % every == 0) or step == total or (first and step == 1)
+
+
 def train(
     *,
     encoder: nn.Module,
@@ -212,192 +411,60 @@ def train(
     """Pretrain ``encoder`` with ``objective`` on ``dataset`` for ``cfg.steps`` optimizer steps.
 
     Args:
-        views: the view generator; called as ``views(batch, generator)``.
+        views: the view generator; called as ``views(batch, generator)`` with a generator
+            on the training device.
         ctx: from :func:`ssl_core.init_distributed` (single process when not under torchrun).
-        out_dir: where ``checkpoints/``, ``log.csv`` go; ``None`` writes nothing.
+        out_dir: where ``checkpoints/`` go; ``None`` writes nothing. Logs are written by
+            logger hooks (``[[logger]]``), not here.
         resume: continue from the latest checkpoint in ``out_dir/checkpoints``.
-        hooks: a pluggy ``PluginManager`` with ssl-core's hookspecs, or ``None``.
+        hooks: a pluggy ``PluginManager`` with ssl-core's hookspecs, or ``None``; called on
+            rank 0 only.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
     """
-    device = ctx.device
-    if cfg.batch_size % ctx.world_size:
-        raise ConfigError(f"train.batch_size {cfg.batch_size} must be divisible by the {ctx.world_size} processes")
-    local_batch = cfg.batch_size // ctx.world_size
-    model = PretrainModel(encoder, objective).to(device)
-    if cfg.compile:
-        model.encoder.compile()
-    wrapped = wrap_model(model, ctx, "ddp" if cfg.distributed == "auto" else cfg.distributed)
-    optimizer = _make_optimizer(model, cfg)
-    scheduler = warmup_cosine_lr(
-        optimizer, warmup_steps=cfg.total_warmup_steps(), total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device, cfg.precision))
-    view_rng = torch.Generator(device=device)
-    view_rng.manual_seed(seed * 1_000_003 + ctx.rank)
-    loader_rng = torch.Generator()  # keeps DataLoader from drawing on the global RNG
-    loader_rng.manual_seed(seed)
-
+    parts = _Parts.build(encoder, objective, cfg, ctx)
+    state = TrainState.fresh(seed, ctx)
     ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
-    step, epoch, batch_in_epoch = 0, 0, 0
-    resumed_from: int | None = None
-    last_ckpt: Path | None = None
-    if resume:
-        if ckpt_dir is None:
-            raise ConfigError("--resume needs an output directory (--out) holding checkpoints/")
-        last_ckpt = latest_checkpoint(ckpt_dir)
-        if last_ckpt is None:
-            raise ConfigError(f"--resume: no checkpoint found in {ckpt_dir}; run without --resume to start fresh")
-        try:
-            state = load_checkpoint(last_ckpt, map_location=device, weights_only=False)
-        except CheckpointError as exc:
-            raise ConfigError(f"--resume: {exc}; delete that file to resume from the one before it") from exc
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        rng = state["rng"]
-        restore_rng_state(rng[ctx.rank] if isinstance(rng, list) else rng, view_rng)
-        if "loader_rng" in state:
-            loader_rng.set_state(state["loader_rng"])
-        resumed_from = step
-
-    log_path = out_dir / "log.csv" if out_dir is not None and ctx.is_main else None
-    history: list[dict[str, float]] = _read_history(log_path, upto=step) if resume and log_path else []
-    fields: list[str] | None = list(history[0]) if history else None
-    if hooks is not None:
-        hooks.hook.ssl_on_train_start(
-            config=dict(config_dict or {}),
-            encoder=encoder,
-            objective=objective,
-            out_dir=str(out_dir) if out_dir else None,
+    last_ckpt = _restore_latest(parts, state, ckpt_dir, ctx) if resume else None
+    events = hooks.hook if hooks is not None and ctx.is_main else None
+    if events is not None:
+        config, where = dict(config_dict or {}), str(out_dir) if out_dir else None
+        events.ssl_on_train_start(
+            config=config, encoder=encoder, objective=objective, out_dir=where, start_step=state.step
         )
-
-    lengths = dataset_lengths(dataset) if cfg.bucket_by_length else None
-    epochs = _EpochBatches(len(dataset), local_batch, ctx, seed, lengths)  # type: ignore[arg-type]
-
-    def batches_from(epoch: int, skip: int) -> Iterator[Batch]:
-        loader = DataLoader(
-            dataset,
-            batch_sampler=epochs.batches(epoch, skip),
-            collate_fn=collate,
-            num_workers=cfg.num_workers,
-            generator=loader_rng,
-            pin_memory=device.type == "cuda",
-        )
-        return iter(loader)
-
-    data = batches_from(epoch, batch_in_epoch)
-    meter = ThroughputMeter()
-    progress = _progress(cfg, ctx, initial=step)
-    started = time.perf_counter()
-    wrapped.train()
-    try:
-        while step < cfg.steps:
-            totals: dict[str, float] = {}
-            samples = 0
-            for micro in range(cfg.accumulate):
-                try:
-                    batch = next(data)
-                except StopIteration:
-                    epoch, batch_in_epoch = epoch + 1, 0
-                    data = batches_from(epoch, 0)
-                    batch = next(data)
-                batch_in_epoch += 1
-                batch = move_to_device(batch, device)
-                samples += _batch_size(batch)
-                last_micro = micro == cfg.accumulate - 1
-                no_sync = getattr(wrapped, "no_sync", None)  # DDP: skip the all-reduce on non-final micro-batches
-                sync = no_sync() if (not last_micro and callable(no_sync)) else _null()
-                with sync:
-                    with autocast_context(device, cfg.precision):
-                        out = wrapped(views(batch, view_rng))
-                    loss = out["loss"]
-                    value = float(loss.detach())
-                    finite = math.isfinite(value)
-                    if ctx.world_size > 1:  # every rank must stop together, or the others hang in backward
-                        finite = float(all_reduce_mean(torch.tensor([0.0 if finite else 1.0], device=device))) == 0.0
-                    if not finite:
-                        raise NonFiniteLossError(step + 1, value, str(last_ckpt) if last_ckpt else None)
-                    scaler.scale(loss / cfg.accumulate).backward()
-                for key, val in out.items():
-                    totals[key] = totals.get(key, 0.0) + float(val.detach()) / cfg.accumulate
-            if ctx.world_size > 1:  # log the global batch's values, not this rank's share
-                totals = _mean_over_ranks(totals, device)
-            if cfg.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                totals["grad_norm"] = float(grad_norm)
-            lr = optimizer.param_groups[0]["lr"]
-            if cfg.weight_decay_end is not None:  # DINO-style cosine weight-decay schedule on the decayed group
-                optimizer.param_groups[0]["weight_decay"] = cosine_schedule(
-                    step, cfg.steps, cfg.weight_decay, cfg.weight_decay_end
-                )
-                totals["weight_decay"] = optimizer.param_groups[0]["weight_decay"]
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            on_step_end = getattr(model.objective, "on_step_end", None)
-            if callable(on_step_end):
-                on_step_end(step, cfg.steps)
-            meter.update(samples * ctx.world_size)
-            row = {
-                "step": float(step),
-                "epoch": float(epoch),
-                "lr": lr,
-                **totals,
-                "samples_per_second": meter.rate(),
-                "seconds": time.perf_counter() - started,
-            }
-            if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
-                history.append(row)
-                if log_path is not None:
-                    fields = _append_csv(log_path, row, fields)
-                if hooks is not None and ctx.is_main:
-                    hooks.hook.ssl_log_metrics(step=step, metrics=row)
-            if progress is not None:
-                progress.set_postfix(loss=f"{totals['loss']:.4f}", refresh=False)
-                progress.update(1)
-            if ckpt_dir is not None and (
-                (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps
-            ):
-                last_ckpt = _save(
-                    ckpt_dir,
-                    model,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    view_rng,
-                    loader_rng,
-                    step,
-                    epoch,
-                    batch_in_epoch,
-                    ctx,
-                    config_dict,
-                    cfg.keep_checkpoints,
-                )
-            if hooks is not None and ctx.is_main:
-                hooks.hook.ssl_on_step_end(step=step, metrics=row)
-    finally:
-        if progress is not None:
-            progress.close()
+    batches = _BatchStream(dataset, collate, cfg, ctx, seed, state)
+    meter, started = ThroughputMeter(), time.perf_counter()
+    parts.wrapped.train()
+    while state.step < cfg.steps:
+        logged, samples = _optimizer_step(parts, batches, views, state, cfg, ctx, last_ckpt)
+        state.step += 1
+        on_step_end = getattr(parts.model.objective, "on_step_end", None)
+        if callable(on_step_end):
+            on_step_end(state.step, cfg.steps)
+        meter.update(samples * ctx.world_size)
+        row = {"step": float(state.step), "epoch": float(state.epoch), **logged,
+               "samples_per_second": meter.rate(), "seconds": time.perf_counter() - started}  # fmt: skip
+        if _due(state.step, cfg.log_every, cfg.steps, first=True):
+            state.history.append(row)
+            if events is not None:
+                events.ssl_log_metrics(step=state.step, metrics=row)
+        if ckpt_dir is not None and _due(state.step, cfg.checkpoint_every, cfg.steps):
+            last_ckpt = _save(ckpt_dir, parts, state, ctx, config_dict, cfg.keep_checkpoints)
+        if events is not None:
+            events.ssl_on_step_end(step=state.step, metrics=row)
     seconds = time.perf_counter() - started
-    result = TrainResult(
-        steps=step,
+    if events is not None:
+        events.ssl_on_train_end(summary={"steps": state.step, "seconds": seconds})
+    return TrainResult(
+        steps=state.step,
         seconds=seconds,
         samples_per_second=meter.overall_rate(),
-        history=history,
+        history=state.history,
         checkpoint=str(last_ckpt) if last_ckpt else None,
-        peak_memory_mb=peak_memory_mb(device),
-        resumed_from=resumed_from,
+        peak_memory_mb=peak_memory_mb(ctx.device),
+        resumed_from=state.resumed_from,
     )
-    if hooks is not None and ctx.is_main:
-        hooks.hook.ssl_on_train_end(summary={"steps": step, "seconds": seconds})
-    return result
 
 
 def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
@@ -407,93 +474,22 @@ def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str
     return dict(zip(keys, packed.tolist(), strict=False))
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _save(
     ckpt_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-    view_rng: torch.Generator,
-    loader_rng: torch.Generator,
-    step: int,
-    epoch: int,
-    batch_in_epoch: int,
+    parts: _Parts,
+    state: TrainState,
     ctx: DistributedContext,
     config_dict: Mapping[str, Any] | None,
     keep: int,
 ) -> Path:
-    rng: Any = capture_rng_state(view_rng)
-    if ctx.world_size > 1:
-        import torch.distributed as dist
-
-        gathered: list[Any] = [None] * ctx.world_size
-        dist.all_gather_object(gathered, rng)
-        rng = gathered
-    path = checkpoint_path(ckpt_dir, step)
+    """Write ``step-N.pt`` atomically on rank 0 (every rank takes part in gathering the RNG states)."""
+    fields = state.checkpoint_fields(ctx)
+    path = checkpoint_path(ckpt_dir, state.step)
     if ctx.is_main:
-        state = {
-            "step": step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "model": model.state_dict(),
-            "encoder": exported_encoder(model.objective, model.encoder).state_dict(),  # type: ignore[arg-type]
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng,
-            "loader_rng": loader_rng.get_state(),
-            "config": dict(config_dict or {}),
-        }
-        save_checkpoint(path, state)
+        save_checkpoint(path, {**fields, **parts.checkpoint_fields(), "config": dict(config_dict or {})})
         prune_checkpoints(ckpt_dir, keep=max(1, keep))
     if ctx.world_size > 1:
         import torch.distributed as dist
 
         dist.barrier()
     return path
-
-
-def _progress(cfg: TrainConfig, ctx: DistributedContext, initial: int) -> Any:
-    if not (cfg.progress and ctx.is_main):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=cfg.steps, initial=initial, desc="pretrain", unit="step", dynamic_ncols=True)
-
-
-def _append_csv(path: Path, row: Mapping[str, float], fields: list[str] | None) -> list[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = fields is None or not path.exists()
-    fields = fields or list(row)
-    with path.open("a" if not new else "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in fields})
-    return fields
-
-
-def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
-    """Rows of an earlier run's log up to ``upto``; the file is rewritten without later rows."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
-    rows = [r for r in rows if r.get("step", 0) <= upto]
-    if rows:
-        fields = list(rows[0])
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        path.unlink()
-    return rows
