@@ -79,6 +79,7 @@ __all__ = [
     "load_encoder",
     "load_encoder_state",
     "load_stages",
+    "make_plugin_manager",
     "make_teacher",
     "move_to_device",
     "resolve_device",
@@ -159,6 +160,7 @@ _LAZY: dict[str, str] = {
     "ema_update_": "_ema",
     "make_teacher": "_ema",
     "hookimpl": "_hooks",
+    "make_plugin_manager": "_hooks",
     "scan_plugins": "_discovery",
     "train": "_train",
 }
@@ -203,7 +205,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from ._evaluate import LoadedEncoder, evaluate, evaluate_checkpoint, load_encoder
     from ._evaluators import KNNEvaluator, LayerWeightedProbeEvaluator, LinearProbeEvaluator, embed
-    from ._hooks import hookimpl
+    from ._hooks import hookimpl, make_plugin_manager
     from ._kmeans import KMeansResult, kmeans, kmeans_predict
     from ._meters import ThroughputMeter
     from ._multi import MultiObjective, MultiViews
