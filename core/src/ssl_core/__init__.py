@@ -64,6 +64,7 @@ __all__ = [
     "build_pipeline",
     "capture_rng_state",
     "check_compatible",
+    "cli_main",
     "cosine_schedule",
     "default_registry",
     "ema_update_",
@@ -160,17 +161,21 @@ _LAZY: dict[str, str] = {
     "ema_update_": "_ema",
     "make_teacher": "_ema",
     "hookimpl": "_hooks",
+    "cli_main": "_cli",
     "make_plugin_manager": "_hooks",
     "scan_plugins": "_discovery",
     "train": "_train",
 }
 
 
+_RENAMED: dict[str, str] = {"cli_main": "main"}  # public name -> name inside its module
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ssl_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), _RENAMED.get(name, name))
     globals()[name] = value
     return value
 
@@ -182,6 +187,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._bases import EncoderBase, ObjectiveBase, ViewGeneratorBase
     from ._checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+    from ._cli import main as cli_main
     from ._config import (
         ComponentConfig,
         ObjectiveConfig,

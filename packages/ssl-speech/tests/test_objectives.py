@@ -11,8 +11,7 @@ from torch import nn
 
 import ssl_core
 import ssl_speech
-from ssl_core import Views
-from ssl_core._cli import main as cli_main
+from ssl_core import Views, cli_main
 from ssl_core.testing import ObjectiveConformance, ViewGeneratorConformance
 from ssl_speech import (
     HuBERTObjective,

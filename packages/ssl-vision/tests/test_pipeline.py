@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import ssl_vision
-from ssl_core import ConfigError, hookimpl, load_checkpoint, load_config, load_encoder, run
-from ssl_core._hooks import make_plugin_manager
+from ssl_core import ConfigError, hookimpl, load_checkpoint, load_config, load_encoder, make_plugin_manager, run
 
 TINY_VIT = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2"]
 QUIET = ["train.progress=false", "plots=false", "compare_random_init=false", "train.precision=fp32"]
