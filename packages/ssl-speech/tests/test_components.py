@@ -104,6 +104,24 @@ def test_fsdd_split_and_labels(fsdd_root: Path) -> None:
     assert speaker.num_classes == 6 and speaker.train[0]["y"] == speaker.train[0]["speaker"]
 
 
+def test_fsdd_target_in_info_does_not_choose_the_probe_target(fsdd_root: Path) -> None:
+    # FSDD's info["target"] describes the dataset's y; the probe's target is the pipeline file's
+    # choice, so it is not a declared data_param and keeps its default ("y") when the file is silent.
+    from ssl_core import build_pipeline, load_config
+
+    cfg = load_config({
+        "data": {"name": "speech.fsdd", "target": "speaker", "limit": 10, "progress": False},
+        "encoder": {"name": "speech.wav2vec2", "preset": "tiny"},
+        "views": {"name": "speech.span_mask"},
+        "objective": {"name": "speech.wav2vec2"},
+        "evaluate": [{"name": "speech.utterance_probe"}],
+    })  # fmt: skip
+    built = build_pipeline(cfg, root=str(fsdd_root))
+    assert built.splits.info["target"] == "speaker"
+    (probe,) = built.evaluators.values()
+    assert probe.target == "y"
+
+
 class TestFSDDConformance(DatasetConformance):
     root = str((Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "fsdd" / "recordings").resolve())
 

@@ -30,7 +30,8 @@ class UtteranceProbeEvaluator:
     The probe of SUPERB's utterance-level tasks (keyword spotting, speaker ID), via
     ssl-core's :class:`~ssl_core.LayerWeightedProbeEvaluator`. ``target`` picks the label
     column (FSDD batches carry ``digit`` and ``speaker``); the metrics are ``accuracy`` and
-    the learned ``layer_weight_{i}``.
+    the learned ``layer_weight_{i}``. ``target`` is the pipeline file's choice: it is not a
+    ``data_params`` entry, so the dataset's ``info["target"]`` (FSDD's ``y`` column) never sets it.
 
     Example:
         >>> UtteranceProbeEvaluator().epochs
