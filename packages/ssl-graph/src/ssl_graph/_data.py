@@ -284,6 +284,7 @@ def planetoid(
             missing and cannot be downloaded.
 
     Example:
+        >>> # skipped in doctests: reads the shared Planetoid copy, absent outside this workspace
         >>> splits = planetoid("../shared/data/planetoid", dataset="Cora")  # doctest: +SKIP
         >>> splits.info["num_nodes"], splits.num_classes  # doctest: +SKIP
         (2708, 7)
@@ -411,6 +412,7 @@ def tudataset(
         GraphDataError: the dataset cannot be found or downloaded.
 
     Example:
+        >>> # skipped in doctests: downloads MUTAG
         >>> splits = tudataset("data/TU", dataset="MUTAG")  # doctest: +SKIP
         >>> splits.info["task"]  # doctest: +SKIP
         'graph'

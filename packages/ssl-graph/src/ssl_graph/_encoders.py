@@ -144,7 +144,7 @@ def graphmae_init_(conv: nn.Module) -> None:
         >>> from torch_geometric.nn import GATConv
         >>> conv = GATConv(8, 4, heads=2)
         >>> graphmae_init_(conv)
-        >>> float(conv.bias.abs().sum())
+        >>> float(conv.bias.detach().abs().sum())
         0.0
     """
     gain = nn.init.calculate_gain("relu")

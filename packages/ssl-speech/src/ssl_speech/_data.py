@@ -10,6 +10,7 @@ A batch is ``{"x": [B, T] float32 waveforms (zero-padded), "lengths": [B],
 ``"digit"`` and ``"speaker"``, so one run can be probed for both.
 
 Example:
+    >>> # skipped in doctests: reads the shared FSDD copy, absent outside this workspace
     >>> splits = fsdd("../shared/data/fsdd/recordings")  # doctest: +SKIP
     >>> len(splits.train), len(splits.test), splits.info["sample_rate"]  # doctest: +SKIP
     (2700, 300, 16000)
@@ -61,6 +62,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> tuple[Tensor, int]
         AudioDataError: the file cannot be decoded or holds no samples (the message names it).
 
     Example:
+        >>> # skipped in doctests: reads a file of the shared FSDD copy, absent outside this workspace
         >>> wave, rate = load_audio("../shared/data/fsdd/recordings/0_george_0.wav")  # doctest: +SKIP
         >>> rate, wave.dtype  # doctest: +SKIP
         (8000, torch.float32)
@@ -222,6 +224,7 @@ def audio_folder(
         AudioDataError: ``root`` is missing or holds no decodable audio file.
 
     Example:
+        >>> # skipped in doctests: my_audio/ stands for your own folder
         >>> splits = audio_folder("my_audio/")  # doctest: +SKIP
     """
     if root is None:
@@ -269,6 +272,7 @@ def download_fsdd(root: str | Path, url: str = FSDD_URL) -> Path:
     are kept. Any ``url`` urllib can open works (``file://`` for a local copy).
 
     Example:
+        >>> # skipped in doctests: a download
         >>> download_fsdd("data/fsdd")  # doctest: +SKIP
         PosixPath('data/fsdd/recordings')
     """
@@ -329,6 +333,7 @@ def fsdd(
         AudioDataError: no ``root``, or no file named like FSDD's.
 
     Example:
+        >>> # skipped in doctests: reads the shared FSDD copy, absent outside this workspace
         >>> splits = fsdd("../shared/data/fsdd/recordings", target="speaker")  # doctest: +SKIP
         >>> splits.num_classes  # doctest: +SKIP
         6
@@ -410,6 +415,7 @@ def librispeech(
         AudioDataError: no ``root``, an unknown ``subset``, or the subset is not there.
 
     Example:
+        >>> # skipped in doctests: downloads LibriSpeech dev-clean (337 MB)
         >>> splits = librispeech("data/", subset="dev-clean", download=True)  # doctest: +SKIP
         >>> splits.info["num_speakers"]  # doctest: +SKIP
         40

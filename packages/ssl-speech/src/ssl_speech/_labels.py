@@ -5,6 +5,7 @@ One call makes the labels for both splits and saves them; a dataset loaded with
 
 Example:
     >>> from ssl_speech import fsdd
+    >>> # skipped in doctests: reads the shared FSDD copy, absent outside this workspace
     >>> splits = fsdd("../shared/data/fsdd/recordings")  # doctest: +SKIP
     >>> labels = hubert_labels(splits, source="mfcc", num_clusters=100)  # doctest: +SKIP
     >>> save_labels(labels, "runs/fsdd-mfcc100.pt")  # doctest: +SKIP

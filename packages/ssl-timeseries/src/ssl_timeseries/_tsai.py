@@ -8,8 +8,8 @@ time as ``pooled``. NaN steps are zero-filled before the backbone.
 
 Example:
     >>> import torch
-    >>> enc = InceptionTimeEncoder(in_channels=2, series_length=32, nf=8)  # doctest: +SKIP
-    >>> enc({"x": torch.randn(3, 32, 2)}).tokens.shape  # doctest: +SKIP
+    >>> enc = InceptionTimeEncoder(in_channels=2, series_length=32, nf=8)
+    >>> enc({"x": torch.randn(3, 32, 2)}).tokens.shape
     torch.Size([3, 32, 32])
 """
 

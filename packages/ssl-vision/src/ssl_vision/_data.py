@@ -7,6 +7,7 @@ slices and augmentation runs batched in the views. Unreadable files are skipped 
 warning naming each one; grayscale, palette and RGBA files are converted to RGB.
 
 Example:
+    >>> # skipped in doctests: reads the shared CIFAR-10 copy, absent outside this workspace
     >>> splits = image_folder("../shared/data/cifar10")  # doctest: +SKIP
     >>> splits.info["image_size"], splits.num_classes  # doctest: +SKIP
     (32, 10)
@@ -176,6 +177,7 @@ def image_folder(
         max_per_class: keep only the first this-many files of each class in each split.
 
     Example:
+        >>> # skipped in doctests: reads the shared CIFAR-10 copy, absent outside this workspace
         >>> splits = image_folder("../shared/data/cifar10")  # doctest: +SKIP
         >>> len(splits.train), len(splits.test)  # doctest: +SKIP
         (10000, 10000)
@@ -242,6 +244,7 @@ def cifar10(
     A ``root`` holding ``train/`` and ``test/`` ImageFolder trees is read with :func:`image_folder`.
 
     Example:
+        >>> # skipped in doctests: reads the shared CIFAR-10 copy (or downloads CIFAR-10 without it)
         >>> splits = cifar10("../shared/data/cifar10")  # doctest: +SKIP
         >>> splits.num_classes  # doctest: +SKIP
         10
