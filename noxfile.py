@@ -71,6 +71,7 @@ PLUGINS: dict[str, str] = {
     "timeseries": "ssl_timeseries",
 }
 THIRDPARTY_EXAMPLE_DIR = "./examples/thirdparty-plugin"
+THIRDPARTY_EXAMPLE_MODULE = "ssl_example_vicreg"
 LINT_TARGETS: tuple[str, ...] = ("core", "packages", "tests", "benchmarks", "examples", "docs", "noxfile.py")
 RUFF_REQUIREMENT = "ruff>=0.17,<0.18"
 DOCS_REQUIREMENTS: tuple[str, ...] = (
@@ -238,6 +239,18 @@ def install_own(session: nox.Session, layer_site: str, *paths: str) -> None:
     session.run("python", "-c", LAYER_PROBE, layer_site, *LAYER_GUARDED_DISTRIBUTIONS)
 
 
+def run_doctests(session: nox.Session, *modules: str) -> None:
+    """The docstring examples of installed packages (``--pyargs``: the installed copy, not the source tree).
+
+    ``-c``/``--rootdir`` keep the root pyproject's pytest settings, which a run rooted in
+    site-packages would not find.
+    """
+    session.run(
+        "python", "-m", "pytest", "-q", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
+        "--doctest-modules", "--pyargs", *modules,
+    )  # fmt: skip
+
+
 def existing(*paths: str) -> list[str]:
     """The given paths that exist (a clean clone has no empty test folders)."""
     return [path for path in paths if (ROOT / path).exists()]
@@ -263,32 +276,41 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(tags=["ci"], venv_params=LAYER_VENV_PARAMS)
 def typecheck(session: nox.Session) -> None:
-    """Mypy over ssl_core (settings in the root pyproject.toml)."""
+    """Mypy over ssl_core (strict), every plugin and the example plugin (settings in the root pyproject.toml).
+
+    The packages are read from their source trees (``mypy_path`` and ``files`` in the root
+    pyproject.toml); their third-party dependencies come from the shared layer, core's light
+    ones from installing core.
+    """
     layer_site = use_deps_layer(session)
     install_own(session, layer_site, CORE_DIR)  # brings core's light dependencies (and their type hints)
     session.install(MYPY_REQUIREMENT)
     cache_dir = Path(session.virtualenv.location) / "mypy_cache"  # private to this venv's mypy version
-    session.run("mypy", "--cache-dir", str(cache_dir), *(session.posargs or ["core/src/ssl_core"]))
+    session.run("mypy", "--cache-dir", str(cache_dir), *session.posargs)
 
 
 @nox.session(tags=["ci"], venv_params=LAYER_VENV_PARAMS)
 def core(session: nox.Session) -> None:
-    """ssl-core alone: its own test suite, no plugin installed."""
+    """ssl-core alone: its own test suite and docstring examples, no plugin installed."""
     layer_site = use_deps_layer(session)
     install_own(session, layer_site, CORE_DIR)
     # slow tests (torch.compile, FSDP2) run once, in the `tests` session
     session.run("python", "-m", "pytest", *(session.posargs or ["core/tests", "-m", "not slow"]))
+    if not session.posargs:
+        run_doctests(session, "ssl_core")
 
 
 @nox.session(tags=["ci"], venv_params=LAYER_VENV_PARAMS)
 @nox.parametrize("plugin", list(PLUGINS), ids=list(PLUGINS))
 def plugin(session: nox.Session, plugin: str) -> None:
-    """ssl-core plus one plugin: that plugin's tests, and proof that no other plugin is importable."""
+    """ssl-core plus one plugin: its tests and docstring examples, and proof that no other plugin is importable."""
     layer_site = use_deps_layer(session)
     install_own(session, layer_site, CORE_DIR, plugin_dir(plugin))
     others = [module for name, module in PLUGINS.items() if name != plugin]
     session.run("python", "-c", ISOLATION_PROBE, PLUGINS[plugin], *others)
     session.run("python", "-m", "pytest", *(session.posargs or [f"{plugin_dir(plugin)}/tests"]))
+    if not session.posargs:
+        run_doctests(session, PLUGINS[plugin])
 
 
 @nox.session(tags=["ci"], venv_params=LAYER_VENV_PARAMS)
@@ -299,6 +321,8 @@ def tests(session: nox.Session) -> None:
     plugin_tests = sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("packages/*/tests"))
     targets = existing("core/tests", *plugin_tests, f"{THIRDPARTY_EXAMPLE_DIR}/tests", "tests")
     session.run("python", "-m", "pytest", *targets, "-q", *session.posargs)
+    if not session.posargs and (ROOT / THIRDPARTY_EXAMPLE_DIR / "pyproject.toml").is_file():
+        run_doctests(session, THIRDPARTY_EXAMPLE_MODULE)  # core's and the plugins' run in their own sessions
 
 
 @nox.session(venv_params=LAYER_VENV_PARAMS)
