@@ -100,7 +100,7 @@ def write_plots(
             hooks.hook.ssl_log_artifact(name=name, path=str(path))
 
     if history:
-        attempt("loss", lambda: plot_loss(list(history), out_dir / "loss.png", title=f"{cfg.name}: pretraining loss"))
+        attempt("loss", lambda: plot_loss([dict(row) for row in history], out_dir / "loss.png", title=f"{cfg.name}: pretraining loss"))
 
     def embeddings() -> Path | None:
         try:

@@ -33,7 +33,7 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ class CSVLogger:
         with self.path.open(newline="") as f:
             return [{k: v for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
 
-    def _write(self, rows: list[Mapping[str, Any]], mode: str) -> None:
+    def _write(self, rows: Sequence[Mapping[str, Any]], mode: str) -> None:
         assert self.path is not None and self._fields is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         header = mode == "w" or not self.path.exists()

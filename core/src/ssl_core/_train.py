@@ -190,6 +190,7 @@ class TrainState:
     beside them at every checkpoint.
 
     Example:
+        >>> from ssl_core import init_distributed
         >>> state = TrainState.fresh(seed=0, ctx=init_distributed("cpu"))
         >>> state.step, state.epoch, state.batch_in_epoch, state.history
         (0, 0, 0, [])
@@ -320,7 +321,8 @@ class _BatchStream:
             self._batches = self._open(self._state.epoch, 0)
             batch = next(self._batches)
         self._state.batch_in_epoch += 1
-        return move_to_device(batch, self._ctx.device)
+        moved: Batch = move_to_device(batch, self._ctx.device)
+        return moved
 
 
 def _restore_latest(parts: _Parts, state: TrainState, ckpt_dir: Path | None, ctx: DistributedContext) -> Path:
