@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssl_core import embed
+from ssl_core import Encoder, embed
 
 __all__ = ["GraphSVMEvaluator", "NodeProbeEvaluator", "node_probe"]
 
@@ -52,8 +52,8 @@ def _warn_if_capped(evaluator: str, max_iter: int) -> Iterator[None]:
         )
 
 
-def _device_of(encoder: nn.Module) -> torch.device:
-    param = next(encoder.parameters(), None)
+def _device_of(encoder: object) -> torch.device:
+    param = next(encoder.parameters(), None) if isinstance(encoder, nn.Module) else None
     return param.device if param is not None else torch.device("cpu")
 
 
@@ -129,7 +129,7 @@ class NodeProbeEvaluator:
         self.lr, self.weight_decay, self.epochs, self.seeds = lr, weight_decay, epochs, seeds
 
     def __call__(
-        self, encoder: nn.Module, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]
+        self, encoder: Encoder, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]
     ) -> dict[str, float]:
         batch = next(iter(train), None)
         if batch is None:
@@ -189,7 +189,7 @@ class GraphSVMEvaluator:
         self.max_iter = max_iter
 
     def __call__(
-        self, encoder: nn.Module, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]
+        self, encoder: Encoder, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]
     ) -> dict[str, float]:
         from sklearn.model_selection import GridSearchCV, StratifiedKFold
         from sklearn.svm import SVC

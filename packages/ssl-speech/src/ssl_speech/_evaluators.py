@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from torch import nn
-
-from ssl_core import LayerWeightedProbeEvaluator
+from ssl_core import Encoder, LayerWeightedProbeEvaluator
 
 __all__ = ["UtteranceProbeEvaluator"]
 
@@ -55,10 +53,10 @@ class UtteranceProbeEvaluator:
         )
 
     def __call__(
-        self, encoder: nn.Module, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]
+        self, encoder: Encoder, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]
     ) -> dict[str, float]:
         metrics = self.probe(
-            encoder,  # type: ignore[arg-type]
+            encoder,
             list(_relabel(train, self.target)),
             list(_relabel(test, self.target)),
         )

@@ -237,7 +237,7 @@ class DINOObjective(ObjectiveBase):
         # checkpoints written before the total_steps buffer existed still load (strictly)
         if isinstance(state_dict, dict) and prefix + "step" in state_dict:
             state_dict.setdefault(prefix + "total_steps", torch.zeros((), dtype=torch.long))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def warmup_steps(self) -> int:
         """Steps of teacher-temperature warm-up: ``ratio x train.steps`` when the ratio is set, else the count.
@@ -316,8 +316,8 @@ def _concat(batches: list[dict[str, Any]]) -> dict[str, Any]:
     b = batches[0]["x"].shape[0]
     out: dict[str, Any] = {}
     for key in batches[0]:
-        per_sample = [v.get(key) for v in batches]
-        if all(isinstance(t, Tensor) and t.ndim >= 1 and t.shape[0] == b for t in per_sample):
+        per_sample = [t for t in (v.get(key) for v in batches) if isinstance(t, Tensor) and t.ndim >= 1]
+        if len(per_sample) == len(batches) and all(t.shape[0] == b for t in per_sample):
             out[key] = torch.cat(per_sample)
     return out
 
