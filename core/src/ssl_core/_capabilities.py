@@ -24,7 +24,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-__all__ = ["ANY_MODALITY", "CAPABILITIES", "MODALITIES", "Capability", "declared_by", "flag", "requirements"]
+__all__ = [
+    "ANY_MODALITY",
+    "CAPABILITIES",
+    "MODALITIES",
+    "Capability",
+    "declared_by",
+    "flag",
+    "markdown_table",
+    "modality_table",
+    "requirements",
+]
 
 
 @dataclass(frozen=True)
@@ -167,8 +177,20 @@ def requirements() -> tuple[Capability, ...]:
 
 
 def markdown_table() -> str:
-    """The Markdown table of :data:`CAPABILITIES` printed in docs/plugins.md."""
-    lines = ["| Flag | Declared by | Default | Meaning |", "| --- | --- | --- | --- |"]
+    """The Markdown table of :data:`CAPABILITIES` printed in docs/plugins.md (a test keeps them equal)."""
+    lines = [
+        "| Flag | Declared by | Type | Default | Conformance kit | Meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for c in _TABLE:
-        lines.append(f"| `{c.name}` | {', '.join(c.kinds)} | `{c.default!r}` | {c.meaning} |")
+        kit = "must declare" if c.must_declare else "type checked if declared"
+        row = [f"`{c.name}`", ", ".join(c.kinds), c.value_type.__name__, f"`{c.default!r}`", kit, c.meaning]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def modality_table() -> str:
+    """The Markdown table of :data:`MODALITIES` printed in docs/plugins.md."""
+    lines = ["| Modality | Batches |", "| --- | --- |"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in MODALITIES.items()]
     return "\n".join(lines)
