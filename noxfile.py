@@ -57,6 +57,9 @@ HEAVY_DEPENDENCIES: tuple[str, ...] = (
     "tqdm",
     "soundfile",
     "timm",
+    "tensorboard",  # ssl-core's logger extras, so the logger tests run in every session
+    "mlflow-skinny",
+    "wandb",
     "pytest",
     "setuptools>=69",
 )
@@ -330,7 +333,7 @@ def demo(session: nox.Session) -> None:
     """The README's main job: the quickstart pipeline end to end."""
     layer_site = use_deps_layer(session)
     install_own(session, layer_site, *all_own_packages())
-    session.run("ssl", "run", "examples/quickstart.toml", "--out", "runs/quickstart", *session.posargs)
+    session.run("ssl", "run", "examples/quickstart.toml", "--out", "runs/quickstart", "--overwrite", *session.posargs)
 
 
 @nox.session(venv_params=LAYER_VENV_PARAMS)

@@ -69,6 +69,8 @@ def _mlflow_final_loss(out: Path) -> tuple[float, float]:
 
 
 def test_four_loggers_record_the_same_final_loss(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")  # both are in CI's dependency layer (noxfile.py)
+    pytest.importorskip("mlflow")
     torch.set_num_threads(1)
     pipeline = {**TINY, "logger": [{"name": "csv"}, {"name": "jsonl"}, {"name": "tensorboard"}, {"name": "mlflow"}]}
     result = ssl_core.run(pipeline, out=tmp_path)
