@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 from ._version import PLUGIN_API_VERSION, __version__
 
 __all__ = [
+    "CAPABILITIES",
+    "MODALITIES",
     "PLUGIN_API_VERSION",
+    "STANDARD_DATA_FACTS",
     "BuiltPipeline",
     "ComponentConfig",
     "ComponentNotFoundError",
@@ -98,6 +101,9 @@ _LAZY: dict[str, str] = {
     "build_pipeline": "_pipeline",
     "load_encoder_state": "_pipeline",
     "check_compatible": "_pipeline",
+    "CAPABILITIES": "_capabilities",
+    "MODALITIES": "_capabilities",
+    "STANDARD_DATA_FACTS": "_params",
     "MultiObjective": "_multi",
     "MultiViews": "_multi",
     "Stage": "_stages",
@@ -186,6 +192,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._bases import EncoderBase, ObjectiveBase, ViewGeneratorBase
+    from ._capabilities import CAPABILITIES, MODALITIES
     from ._checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
     from ._cli import main as cli_main
     from ._config import (
@@ -215,6 +222,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._kmeans import KMeansResult, kmeans, kmeans_predict
     from ._meters import ThroughputMeter
     from ._multi import MultiObjective, MultiViews
+    from ._params import STANDARD_DATA_FACTS
     from ._pipeline import BuiltPipeline, build_pipeline, check_compatible, load_encoder_state
     from ._protocols import (
         DatasetProvider,
