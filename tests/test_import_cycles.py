@@ -171,10 +171,11 @@ def _private_ssl_core(name: str) -> bool:
     return parts[0] == "ssl_core" and any(p.startswith("_") and not p.startswith("__") for p in parts[1:])
 
 
-EXAMPLE_TESTS = ROOT / "examples" / "thirdparty-plugin" / "tests"
-# What plugins ship, plus the example plugin's tests: third-party authors copy them, so they show public names only.
+# What plugins ship, and their tests (third-party authors copy them, so they show public names only).
 PLUGIN_TREES = [(package, "src", folder) for package, folder in PLUGINS] + [
-    ("ssl_example_vicreg", "tests", EXAMPLE_TESTS)
+    (package, "tests", folder.parent.parent / "tests")
+    for package, folder in PLUGINS
+    if (folder.parent.parent / "tests").is_dir()
 ]
 
 
