@@ -149,9 +149,9 @@ def test_info_says_why_an_installed_component_is_unavailable(site: Path, name: s
 def test_a_component_of_another_kind_says_what_it_is(tmp_path: Path) -> None:
     from ssl_core import ComponentNotFoundError, default_registry
 
-    with pytest.raises(ComponentNotFoundError, match="'core.noise' is a views component, not an objective"):
+    with pytest.raises(ComponentNotFoundError, match=r"'core\.noise' is a views component, not an objective"):
         default_registry().get("objective", "core.noise")
-    with pytest.raises(ComponentNotFoundError, match="'core.knn' is an evaluator component, not an encoder"):
+    with pytest.raises(ComponentNotFoundError, match=r"'core\.knn' is an evaluator component, not an encoder"):
         default_registry().get("encoder", "core.knn")
     result = ssl(tmp_path, "info", "core.noise", "--kind", "objective")
     assert result.returncode == 2 and "'core.noise' is a views component, not an objective" in result.stderr

@@ -127,9 +127,9 @@ def test_unresolvable_and_missing_annotations_pass_through() -> None:
 def test_train_values_keep_their_messages() -> None:
     assert coerce([1, 2], tuple[float, float], "train.betas") == (1.0, 2.0)
     base = {"data": "core.digits", "encoder": "core.mlp", "views": "core.noise", "objective": "core.simclr"}
-    with pytest.raises(ConfigError, match="train.steps must be an integer, got 'many'"):
+    with pytest.raises(ConfigError, match=r"train\.steps must be an integer, got 'many'"):
         load_config(base, overrides=["train.steps=many"])
-    with pytest.raises(ConfigError, match="train.betas must be a list of 2 numbers"):
+    with pytest.raises(ConfigError, match=r"train\.betas must be a list of 2 numbers"):
         load_config(base, overrides=["train.betas=[0.9]"])
 
 

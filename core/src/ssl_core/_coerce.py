@@ -99,7 +99,7 @@ def coerce(value: Any, hint: Any, label: str) -> Any:
             else:
                 item = f"{kinds.pop()}s" if len(kinds) == 1 else "values"
             raise ConfigError(f"{label} must be a list of {len(args)} {item}, got {value!r}")
-        return tuple(coerce(v, a, f"{label}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(coerce(v, a, f"{label}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if origin is list:
         args = get_args(hint)
         if not isinstance(value, (list, tuple)):

@@ -100,7 +100,8 @@ def write_plots(
             hooks.hook.ssl_log_artifact(name=name, path=str(path))
 
     if history:
-        attempt("loss", lambda: plot_loss([dict(row) for row in history], out_dir / "loss.png", title=f"{cfg.name}: pretraining loss"))
+        title = f"{cfg.name}: pretraining loss"
+        attempt("loss", lambda: plot_loss([dict(row) for row in history], out_dir / "loss.png", title=title))
 
     def embeddings() -> Path | None:
         try:

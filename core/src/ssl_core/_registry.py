@@ -132,9 +132,9 @@ class Registry:
         if self._report is None:
             return None
         for plugin in self._report.plugins:
-            if any(c.kind == kind and c.name == name for c in plugin.components) and plugin.status != "ok":
-                if name not in self._entries(kind):
-                    return plugin
+            declares = any(c.kind == kind and c.name == name for c in plugin.components)
+            if declares and plugin.status != "ok" and name not in self._entries(kind):
+                return plugin
         return None
 
     @staticmethod

@@ -15,6 +15,7 @@ from ._support import assert_declares_flags, assert_registers, embed_dim_of
 
 __all__ = ["ObjectiveConformance"]
 
+
 class ObjectiveConformance:
     """Subclass in a ``Test*`` class and implement :meth:`make_objective`.
 

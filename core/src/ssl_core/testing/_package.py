@@ -8,7 +8,6 @@ import sys
 from importlib import metadata
 from typing import ClassVar
 
-
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
