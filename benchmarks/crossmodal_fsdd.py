@@ -66,9 +66,7 @@ def pretrain(impl: str, root: str, steps: int, precision: str, frontend: str, se
         config: Any = str(PIPELINE)
     else:  # the encoder's own objective, same encoder and training budget
         config = wav2vec2(steps=steps)
-        config["data"]["target"] = "speaker"
-        if quick:
-            overrides.append("train.warmup_steps=1")
+        config["data"]["target"] = "speaker"  # the recipe's warm-up is train.warmup_ratio: it follows quick's steps
     started = time.perf_counter()
     result = ssl_core.run(config, overrides=overrides, root=root)
     metrics = result.metrics

@@ -101,6 +101,14 @@ def test_top_level_keys_are_type_checked() -> None:
         ssl_core.load_config({**TINY, "seed": 1.5})
 
 
+def test_warm_up_ratio_follows_the_run_length_and_wins_with_a_warning() -> None:
+    cfg = ssl_core.load_config({**TINY, "train": {"warmup_ratio": 0.1}}, overrides=["train.steps=300"])
+    assert cfg.train.total_warmup_steps() == 30
+    with pytest.warns(UserWarning, match="warmup_steps=5 is ignored"):
+        cfg = ssl_core.load_config({**TINY, "train": {"warmup_ratio": 0.1, "warmup_steps": 5, "steps": 50}})
+    assert cfg.train.total_warmup_steps() == 5
+
+
 HOOK = """
 from ssl_core import hookimpl
 

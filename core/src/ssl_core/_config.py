@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,6 +261,12 @@ def _train(raw: Any) -> TrainConfig:
         raise ConfigError(f"train.lr must be positive, got {cfg.lr}")
     if cfg.warmup_ratio is not None and not 0.0 <= cfg.warmup_ratio < 1.0:
         raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
+    if cfg.warmup_ratio is not None and cfg.warmup_steps:
+        warnings.warn(
+            f"train.warmup_steps={cfg.warmup_steps} is ignored: train.warmup_ratio={cfg.warmup_ratio} is set "
+            f"(recipes set the ratio); use --set train.warmup_ratio=... to change the warm-up",
+            stacklevel=3,
+        )
     return cfg
 
 

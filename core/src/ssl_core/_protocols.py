@@ -176,6 +176,11 @@ class DatasetProvider(Protocol):
 
 
 class Recipe(Protocol):
-    """``recipe() -> Mapping`` returning a pipeline config (the TOML structure)."""
+    """``recipe(**arguments) -> Mapping`` returning a pipeline config (the TOML structure).
 
-    def __call__(self) -> Mapping[str, Any]: ...
+    Every argument has a default (a real value, or ``None`` for "the preset's"), so
+    ``recipe()`` alone is a whole pipeline; ``ssl run NAME --recipe key=value`` and
+    ``recipe = {name = NAME, key = value}`` pass arguments, checked against the annotations.
+    """
+
+    def __call__(self, **arguments: Any) -> Mapping[str, Any]: ...
