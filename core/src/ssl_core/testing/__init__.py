@@ -24,6 +24,7 @@ from ._dataset import DatasetConformance
 from ._doubles import ToyEncoder, toy_batch, toy_labelled_batches, toy_views
 from ._encoder import EncoderConformance
 from ._evaluator import EvaluatorConformance
+from ._imports import import_cycles, import_graph, private_core_imports
 from ._objective import ObjectiveConformance
 from ._package import PluginPackageConformance
 from ._views import ViewGeneratorConformance
@@ -36,6 +37,9 @@ __all__ = [
     "PluginPackageConformance",
     "ToyEncoder",
     "ViewGeneratorConformance",
+    "import_cycles",
+    "import_graph",
+    "private_core_imports",
     "toy_batch",
     "toy_labelled_batches",
     "toy_views",

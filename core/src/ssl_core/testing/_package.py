@@ -1,4 +1,4 @@
-"""Conformance of a plugin's distribution: entry point, core range, no pins, a light import."""
+"""Conformance of a plugin's distribution: entry point, core range, no pins, a light import, a clean module graph."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import ClassVar
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from ._imports import import_cycles, private_core_imports
 
 __all__ = ["PluginPackageConformance"]
 
@@ -78,6 +80,14 @@ class PluginPackageConformance:
         module = importlib.import_module(self.import_name)
         assert module.__version__ == metadata.version(self.distribution)
         assert "__version__" in module.__all__
+
+    def test_no_import_cycle_among_its_modules(self) -> None:
+        cycles = import_cycles(self.import_name)
+        assert not cycles, f"{self.import_name} has import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+    def test_imports_only_public_ssl_core(self) -> None:
+        private = private_core_imports(self.import_name)
+        assert not private, f"{self.import_name} imports private parts of ssl_core (use ssl_core's API): {private}"
 
     def test_import_does_not_load_heavy_library(self) -> None:
         heavy = self._heavy_modules()
