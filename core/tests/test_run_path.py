@@ -228,3 +228,45 @@ def test_staged_pipeline_under_torchrun_evaluates_once_and_matches_one_process(t
         single, ddp = _losses(runs["single"] / stage), _losses(runs["ddp"] / stage)
         assert len(single) == len(ddp) > 0
         assert ddp == pytest.approx(single, rel=1e-5, abs=1e-6)
+
+
+FAILING_SCRIPT = """
+import json, sys
+import torch
+torch.set_num_threads(1)
+import ssl_core
+
+def broken(**params):
+    def evaluate(encoder, train, test):
+        raise RuntimeError("probe exploded")
+    return evaluate
+
+registry = ssl_core.Registry()
+registry.register("evaluator", "test.broken", broken)
+ssl_core.run(json.loads(sys.argv[1]), registry=registry)
+"""
+
+
+def test_an_error_on_rank_0_stops_every_rank(tmp_path: Path) -> None:
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_SCRIPT)
+    pipeline = {**TINY, "train": {**TINY["train"], "steps": 1}, "evaluate": [{"name": "test.broken"}]}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*launcher, str(script), json.dumps(pipeline)], capture_output=True, text=True, env=SCRIPT_ENV, timeout=240
+    )
+    assert done.returncode != 0
+    assert "probe exploded" in done.stderr  # rank 0's own error
+    assert "rank 0 failed, so rank 1 stops too: RuntimeError: probe exploded" in done.stderr  # nobody left waiting
+
+
+def test_resume_from_a_checkpoint_without_history_reads_the_log(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    pipeline = {**TINY, "train": {**TINY["train"], "checkpoint_every": 1}}
+    ssl_core.run(pipeline, out=tmp_path)
+    last = tmp_path / "checkpoints" / "step-000003.pt"
+    state = ssl_core.load_checkpoint(last, weights_only=False)
+    del state["history"]  # as written before TrainState kept it
+    ssl_core.save_checkpoint(last, state)
+    resumed = ssl_core.run(pipeline, out=tmp_path, resume=True, overrides=["train.steps=5"])
+    assert [row["step"] for row in resumed.history] == [1, 2, 3, 4, 5]

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Literal, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -38,6 +39,7 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "run_on_main",
     "wrap_model",
 ]
 
@@ -58,6 +60,8 @@ class DistributedContext:
     device: torch.device
     backend: str | None
     is_main: bool
+    wait_group: Any = field(default=None, compare=False, repr=False)
+    """A Gloo group with a long timeout (:data:`MAIN_WORK_TIMEOUT`) in which the other ranks wait for rank 0's work."""
 
     @property
     def is_distributed(self) -> bool:
@@ -167,11 +171,49 @@ def distributed_session(device: str | torch.device | None = None) -> Iterator[Di
     """
     owned = not (dist.is_available() and dist.is_initialized())
     ctx = init_distributed(device)
+    if ctx.is_distributed:  # rank 0's evaluation can outlast NCCL's 10-minute watchdog: wait in Gloo, patiently
+        ctx = replace(ctx, wait_group=dist.new_group(backend="gloo", timeout=MAIN_WORK_TIMEOUT))
     try:
         yield ctx
     finally:
         if owned:
             cleanup_distributed()
+        elif ctx.wait_group is not None:
+            dist.destroy_process_group(ctx.wait_group)
+
+
+MAIN_WORK_TIMEOUT: timedelta = timedelta(hours=12)
+"""How long the other ranks wait for rank 0's evaluation, plots or task stage."""
+
+T = TypeVar("T")
+
+
+def run_on_main(ctx: DistributedContext, work: Callable[[], T]) -> T:
+    """Run ``work`` on rank 0 while the other ranks wait; every rank gets its result, or raises its error.
+
+    An exception on rank 0 is re-raised there and reported on the other ranks as a
+    :class:`RuntimeError` naming it, so no rank is left waiting. In a single process this
+    is ``work()``.
+
+    Example:
+        >>> run_on_main(init_distributed("cpu"), lambda: {"labels": "a.pt"})
+        {'labels': 'a.pt'}
+    """
+    if not ctx.is_distributed:
+        return work()
+    outcome: tuple[bool, Any] = (True, None)
+    error: BaseException | None = None
+    if ctx.is_main:
+        try:
+            outcome = (True, work())
+        except BaseException as exc:  # every rank must learn of it, then rank 0 re-raises the original
+            error, outcome = exc, (False, f"{type(exc).__name__}: {exc}")
+    outcome = broadcast_from_main(ctx, outcome)
+    if error is not None:
+        raise error
+    if not outcome[0]:
+        raise RuntimeError(f"rank 0 failed, so rank {ctx.rank} stops too: {outcome[1]}")
+    return cast(T, outcome[1])
 
 
 def barrier(ctx: DistributedContext) -> None:
@@ -181,7 +223,7 @@ def barrier(ctx: DistributedContext) -> None:
         >>> barrier(init_distributed("cpu"))
     """
     if ctx.is_distributed:
-        dist.barrier()
+        dist.barrier(group=ctx.wait_group)
 
 
 def broadcast_from_main(ctx: DistributedContext, value: Any) -> Any:
@@ -194,7 +236,7 @@ def broadcast_from_main(ctx: DistributedContext, value: Any) -> Any:
     if not ctx.is_distributed:
         return value
     box = [value if ctx.is_main else None]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=ctx.wait_group)
     return box[0]
 
 

@@ -96,8 +96,12 @@ def write_plots(
         if path is None:
             return
         written.append(str(path))
-        if hooks is not None:
+        if hooks is None:
+            return
+        try:
             hooks.hook.ssl_log_artifact(name=name, path=str(path))
+        except Exception as exc:  # the plot is on disk; a logger that cannot take it costs nothing else
+            warnings.warn(f"a logger failed to log plot {name!r}: {type(exc).__name__}: {exc}", stacklevel=3)
 
     if history:
         title = f"{cfg.name}: pretraining loss"

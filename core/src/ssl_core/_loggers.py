@@ -389,12 +389,15 @@ class WandbLogger:
 
     @hookimpl
     def ssl_on_run_end(self) -> None:
-        self.close()
+        self._finish(exit_code=0)
 
     def close(self) -> None:
-        """Finish the run (writes the offline run folder's summary)."""
+        """Finish the run as failed (a no-op after ``ssl_on_run_end`` finished it)."""
+        self._finish(exit_code=1)
+
+    def _finish(self, exit_code: int) -> None:
         if self.run is not None:
-            self.run.finish()
+            self.run.finish(exit_code=exit_code)
             self.run = None
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ._config import PipelineConfig, to_dict
-from ._distributed import DistributedContext, barrier
+from ._distributed import DistributedContext, run_on_main
 from ._evaluate import evaluate, write_plots
 from ._loggers import BUILTIN_LOGGERS, ProgressBar
 from ._pipeline import BuiltPipeline, build_component, build_encoder, build_evaluators, build_pipeline
@@ -52,14 +52,13 @@ def seed_everything(seed: int) -> None:
 def attached_loggers(
     hooks: Any, cfg: PipelineConfig, registry: Registry, out_dir: Path | None, ctx: DistributedContext
 ) -> Iterator[None]:
-    """Register the pipeline's ``[[logger]]`` plugins (and the progress bar) on ``hooks`` for one run, rank 0 only.
+    """Register the pipeline's ``[[logger]]`` plugins (and the progress bar) on ``hooks`` for one run.
 
-    They are unregistered afterwards; a logger with a ``close()`` method is closed even
-    when the run fails. A bare logger name (``csv``) means ssl-core's (``core.csv``).
+    Every rank builds them (a wrong name or a missing extra stops every rank, before
+    training); rank 0 alone registers them. They are unregistered afterwards; a logger
+    with a ``close()`` method is closed even when the run fails. A bare logger name
+    (``csv``) means ssl-core's (``core.csv``).
     """
-    if not ctx.is_main:
-        yield
-        return
     plugins: list[Any] = []
     for spec in cfg.loggers:
         name = spec.name if "." in spec.name else f"core.{spec.name}"
@@ -67,16 +66,19 @@ def attached_loggers(
         plugins.append(build_component(factory, spec.params, {"out_dir": out_dir}, f"logger {name!r}"))
     if cfg.train.progress:
         plugins.append(ProgressBar(cfg.train.steps))
-    for plugin in plugins:
-        hooks.register(plugin)
+    registered: list[Any] = []
     try:
+        for plugin in plugins if ctx.is_main else ():
+            hooks.register(plugin)
+            registered.append(plugin)
         yield
     finally:
-        for plugin in plugins:
-            close = getattr(plugin, "close", None)
-            if callable(close):
-                close()
-            hooks.unregister(plugin)
+        with ExitStack() as cleanup:  # every logger is closed and unregistered, even if one of them fails to
+            for plugin in registered:
+                cleanup.callback(hooks.unregister, plugin)
+                close = getattr(plugin, "close", None)
+                if callable(close):
+                    cleanup.callback(close)
 
 
 def _metrics(
@@ -146,9 +148,10 @@ def run_pipeline(
         )
         encoder = exported_encoder(built.objective, built.encoder)  # DINO: the EMA teacher
         metrics = _metrics(cfg, built, result, ctx)
-        if ctx.is_main:
-            _evaluate_and_write(metrics, cfg, built, encoder, result, ctx, out_dir, registry, hooks)
-    barrier(ctx)  # the other ranks wait while rank 0 evaluates and writes
+        # rank 0 evaluates and writes while the others wait; every rank gets the results (or rank 0's error)
+        metrics = run_on_main(
+            ctx, lambda: _evaluate_and_write(metrics, cfg, built, encoder, result, ctx, out_dir, registry, hooks)
+        )
     return RunResult(
         metrics=dict(metrics),
         config=cfg,
@@ -169,7 +172,7 @@ def _evaluate_and_write(
     out_dir: Path | None,
     registry: Registry,
     hooks: Any,
-) -> None:
+) -> MetricsDocument:
     batch_size = cfg.train.eval_batch_size
     metrics["evaluations"] = evaluate(encoder, built.splits, built.evaluators, batch_size=batch_size, hooks=hooks)
     if cfg.compare_random_init and built.evaluators:
@@ -184,3 +187,4 @@ def _evaluate_and_write(
             metrics["plots"] = write_plots(out_dir, result.history, encoder, built.splits, cfg, hooks)
             write_json_atomic(out_dir / "metrics.json", metrics)
     hooks.hook.ssl_on_run_end(metrics=dict(metrics), out_dir=str(out_dir) if out_dir is not None else None)
+    return metrics

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import PipelineConfig, load_config, merge_tables, read_pipeline
-from ._distributed import DistributedContext, broadcast_from_main, distributed_session
+from ._distributed import DistributedContext, distributed_session, run_on_main
 from ._errors import ConfigError
 from ._hooks import make_plugin_manager
 from ._pipeline import build_component
@@ -94,9 +94,11 @@ def _read_source(
     return merge_tables(expand_recipe(name, {**spec, **recipe_args}, registry), raw)
 
 
-def _device(raw: Mapping[str, Any], staged: StagedPipeline | None) -> str:
-    pipeline = staged.stages[0].pipeline if staged is not None and staged.stages else raw
-    train = pipeline.get("train", {})
+def _device(cfg: PipelineConfig | None, staged: StagedPipeline | None) -> str:
+    """The device of the run (overrides applied): the pipeline's, or the first stage's."""
+    if cfg is not None:
+        return cfg.train.device
+    train = staged.stages[0].pipeline.get("train", {}) if staged is not None and staged.stages else {}
     return str(train.get("device", "auto")) if isinstance(train, Mapping) else "auto"
 
 
@@ -169,7 +171,7 @@ def run(
     staged = load_stages(raw, overrides) if "stage" in raw else None
     cfg: PipelineConfig | None = None if staged is not None else load_config(raw, overrides)
     out_dir = Path(out) if out is not None else None
-    with distributed_session(_device(raw, staged)) as ctx:
+    with distributed_session(_device(cfg, staged)) as ctx:
         _refuse_existing_run(ctx, out_dir, resume, overwrite)
         if staged is not None:
             return run_stages(staged, ctx, out=out_dir, resume=resume, registry=registry, hooks=hooks, root=root)
@@ -183,7 +185,6 @@ def run(
 def _refuse_existing_run(ctx: DistributedContext, out_dir: Path | None, resume: bool, overwrite: bool) -> None:
     if out_dir is None or resume:
         return
-    problem = _claim_out_dir(out_dir, overwrite) if ctx.is_main else None
-    problem = broadcast_from_main(ctx, problem)  # every rank stops, or none
+    problem = run_on_main(ctx, lambda: _claim_out_dir(out_dir, overwrite))  # every rank stops, or none
     if problem is not None:
         raise ConfigError(problem)

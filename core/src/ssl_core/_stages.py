@@ -70,7 +70,7 @@ from ._config import (
     read_pipeline,
     unknown_key_error,
 )
-from ._distributed import DistributedContext, barrier, broadcast_from_main
+from ._distributed import DistributedContext, run_on_main
 from ._errors import ConfigError, EncoderWeightsMismatchError
 from ._evaluate import evaluate, load_encoder
 from ._pipeline import build_component, build_dataset, build_encoder, build_evaluators, load_encoder_state
@@ -309,17 +309,14 @@ class _StageRunner:
             previous = build_encoder(fresh, build_dataset(fresh, self.registry, root=self.root), self.registry)
         if stage.kind == "pretrain":
             return self._pretrain(stage, pipeline, previous, stage_dir)
-        # evaluate and task stages run on rank 0; the others wait and receive the artefacts
-        record: StageRecord | None = None
-        if self.ctx.is_main:
-            if stage.kind == "evaluate":
-                record = self._evaluate(stage, pipeline, previous, stage_dir)
-            else:
-                produced = _task_stage(stage, pipeline, previous, stage_dir, self.registry, self.root, self.artefacts)
-                artefacts = {**produced, "out_dir": str(stage_dir)}
-                record = _record(stage, None, {"artefacts": produced}, artefacts)
-        barrier(self.ctx)
-        return broadcast_from_main(self.ctx, record)  # type: ignore[no-any-return]
+        # evaluate and task stages run on rank 0; the others wait and receive the record (artefacts)
+        if stage.kind == "evaluate":
+            return run_on_main(self.ctx, lambda: self._evaluate(stage, pipeline, previous, stage_dir))
+        return run_on_main(self.ctx, lambda: self._task(stage, pipeline, previous, stage_dir))
+
+    def _task(self, stage: Stage, pipeline: dict[str, Any], previous: nn.Module | None, stage_dir: Path) -> StageRecord:
+        produced = _task_stage(stage, pipeline, previous, stage_dir, self.registry, self.root, self.artefacts)
+        return _record(stage, None, {"artefacts": produced}, {**produced, "out_dir": str(stage_dir)})
 
     def _pretrain(
         self, stage: Stage, pipeline: dict[str, Any], previous: nn.Module | None, stage_dir: Path

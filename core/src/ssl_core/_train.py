@@ -13,6 +13,7 @@ consumed, and restores every RNG (Python, NumPy, torch, the view generator), so
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -337,7 +338,16 @@ def _restore_latest(parts: _Parts, state: TrainState, ckpt_dir: Path | None, ctx
         raise ConfigError(f"--resume: {exc}; delete that file to resume from the one before it") from exc
     parts.restore(saved)
     state.restore(saved, ctx)
+    log = ckpt_dir.parent / "log.csv"
+    if "history" not in saved and log.is_file():  # a checkpoint from before TrainState kept the history
+        state.history = _logged_rows(log, upto=state.step)
     return last
+
+
+def _logged_rows(path: Path, upto: int) -> list[dict[str, float]]:
+    with path.open(newline="") as f:
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    return [r for r in rows if r.get("step", 0) <= upto]
 
 
 def _optimizer_step(
