@@ -22,8 +22,8 @@ Example:
     >>> log = JSONLLogger(out_dir=Path(tempfile.mkdtemp()))
     >>> log.ssl_on_train_start(config={"name": "demo"}, start_step=0)
     >>> log.ssl_log_metrics(step=1, metrics={"step": 1.0, "loss": 2.5})
-    >>> [json.loads(line)["event"] for line in log.path.read_text().splitlines()]
-    ['config', 'metrics']
+    >>> print(*(json.loads(line)["event"] for line in log.path.read_text().splitlines()))
+    config metrics
 """
 
 from __future__ import annotations
