@@ -9,6 +9,10 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,7 +20,7 @@ from torch import Tensor
 from ._distributed import all_gather_with_grad
 from ._evaluation_functional import masked_mean
 
-__all__ = ["masked_mean", "nt_xent_loss"]
+__all__ = ["masked_mean", "nt_xent_loss", "warn_if_solver_capped"]
 
 
 def nt_xent_loss(z1: Tensor, z2: Tensor, *, temperature: float = 0.2, gather: bool = True) -> Tensor:
@@ -52,3 +56,34 @@ def _rank() -> int:
     import torch.distributed as dist
 
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+@contextmanager
+def warn_if_solver_capped(evaluator: str, max_iter: int) -> Iterator[None]:
+    """Turn scikit-learn's "stopped at max_iter" warnings inside the block into one warning naming ``evaluator``.
+
+    Evaluators cap their solvers (``max_iter``) so that they finish in bounded time; this
+    says so when a cap was hit, instead of one line per fit. Other warnings pass unchanged.
+
+    Example:
+        >>> with warn_if_solver_capped("demo.svm", max_iter=10):
+        ...     pass  # fit scikit-learn models here
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    capped = 0
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            capped += 1
+        else:  # not ours: pass it on unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if capped:
+        warnings.warn(
+            f"{evaluator}: the solver stopped at max_iter={max_iter} in {capped} fit(s) without converging; "
+            "the accuracy is that of an unconverged model (often a sign of collapsed or identical representations)",
+            RuntimeWarning,
+            stacklevel=3,
+        )

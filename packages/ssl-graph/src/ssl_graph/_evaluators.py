@@ -11,9 +11,7 @@ Example:
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,34 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_core import Encoder, embed
+from ssl_core.functional import warn_if_solver_capped
 
 __all__ = ["GraphSVMEvaluator", "NodeProbeEvaluator", "node_probe"]
 
 SVM_MAX_ITER = 10_000_000
 """libsvm's iteration cap per fit (sklearn's default is none); as ssl-timeseries' TS2Vec protocol."""
-
-
-@contextmanager
-def _warn_if_capped(evaluator: str, max_iter: int) -> Iterator[None]:
-    """Collect sklearn's "Solver terminated early" warnings and emit one that names ``evaluator``."""
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    capped = 0
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            capped += 1
-        else:  # not ours: pass it on unchanged
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    if capped:
-        warnings.warn(
-            f"{evaluator}: the SVM solver stopped at max_iter={max_iter} in {capped} fit(s) without converging; "
-            "the accuracy is that of unconverged SVMs",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 
 def _device_of(encoder: object) -> torch.device:
@@ -201,7 +177,7 @@ class GraphSVMEvaluator:
         x, y = features.numpy(), labels.numpy()
         scores = []
         svm = SVC(random_state=42, max_iter=self.max_iter)
-        with _warn_if_capped("graph.svm", self.max_iter):
+        with warn_if_solver_capped("graph.svm", self.max_iter):
             for train_idx, test_idx in StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(x, y):
                 inner = int(min(5, np.bincount(y[train_idx]).min()))  # small classes: fewer inner folds
                 if inner < 2:

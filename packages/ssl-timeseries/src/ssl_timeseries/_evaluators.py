@@ -9,9 +9,7 @@ Example:
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -19,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ssl_core import Features
+from ssl_core.functional import warn_if_solver_capped
 
 from .functional import masked_max_pool
 
@@ -34,29 +33,6 @@ TS2Vec's plain ``SVC(C=inf)`` (small train sets) has no cap; with ``C=inf`` and 
 identical representations of different classes (a collapsed or random encoder) libsvm
 then never stops, so :func:`fit_svm` caps both fits.
 """
-
-
-@contextmanager
-def _warn_if_capped(evaluator: str, max_iter: int) -> Iterator[None]:
-    """Collect sklearn's "Solver terminated early" warnings and emit one that names ``evaluator``."""
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    capped = 0
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            capped += 1
-        else:  # not ours: pass it on unchanged
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    if capped:
-        warnings.warn(
-            f"{evaluator}: the SVM solver stopped at max_iter={max_iter} in {capped} fit(s) without converging; "
-            "the accuracy is that of an unconverged SVM (often a sign of collapsed or identical representations)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 
 def instance_representations(
@@ -132,7 +108,7 @@ def fit_svm(
         raise ValueError(f"{name}: max_iter must be a positive number of solver iterations, got {max_iter}")
     classes, counts = np.unique(labels, return_counts=True)
     svm = SVC(C=float("inf"), gamma="scale", max_iter=max_iter)
-    with _warn_if_capped(name, max_iter):
+    with warn_if_solver_capped(name, max_iter):
         if len(features) // len(classes) < 5 or len(features) < 50 or counts.min() < cv:
             return svm.fit(features, labels)
         if len(features) > max_samples:
