@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import importlib
 import json
 import struct
 import sys
@@ -156,3 +157,47 @@ def test_third_party_logger_and_logging_off(tmp_path: Path) -> None:
         ssl_core.run({**pipeline, "logger": [{"name": "demo.printer", "prefx": "p"}]}, registry=registry)
     ssl_core.run({**TINY, "plots": False, "logger": []}, out=tmp_path / "b")
     assert (tmp_path / "b" / "metrics.json").exists() and not (tmp_path / "b" / "log.csv").exists()
+
+
+def test_a_failing_logger_or_plot_is_a_warning_and_the_results_come_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.set_num_threads(1)
+
+    class Flaky:
+        def __init__(self, out_dir: Path | None) -> None:
+            self.calls = 0
+
+        @ssl_core.hookimpl
+        def ssl_log_metrics(self, step: int) -> None:
+            self.calls += 1
+            raise OSError("disk full")
+
+    registry = Registry()
+    registry.register("logger", "demo.flaky", Flaky)
+    plots = importlib.import_module("ssl_core._plots")
+
+    def broken_plot(*args: Any, **kwargs: Any) -> None:
+        assert (tmp_path / "run" / "metrics.json").exists()  # results are on disk before any plot
+        assert "core.knn" in capsys.readouterr().out  # and the table is printed
+        raise ValueError("n_components=50 must be between 0 and min(n_samples, n_features)=13")
+
+    monkeypatch.setattr(plots, "plot_embeddings", broken_plot)
+    pipeline = {**TINY, "logger": [{"name": "csv"}, {"name": "demo.flaky"}]}
+    with pytest.warns(UserWarning) as caught:
+        result = ssl_core.run(pipeline, out=tmp_path / "run", registry=registry, hooks=_printing_hooks())
+    messages = [str(w.message) for w in caught]
+    assert any("logger 'demo.flaky' failed in ssl_log_metrics (OSError: disk full)" in m for m in messages)
+    assert any("plot 'embeddings' was skipped: ValueError: n_components=50" in m for m in messages)
+    assert result.metrics["plots"] == [str(tmp_path / "run" / "loss.png")]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluations"]["core.knn"]
+    assert _csv_final_loss(tmp_path / "run")[0] == 6.0  # the other logger kept going
+
+
+def _printing_hooks() -> Any:
+    """A plugin manager with the CLI's results table (what `ssl run` registers)."""
+    from ssl_core._cli import _results_table
+
+    hooks = ssl_core.make_plugin_manager(load_entry_points=False)
+    hooks.register(_results_table(set()))
+    return hooks

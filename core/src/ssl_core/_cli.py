@@ -148,36 +148,59 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
             print(f"{name:<24} {metric:<22} {value:>11.4f} {base_text}")
 
 
+def _print_run(metrics: dict[str, Any]) -> None:
+    train = metrics.get("train")
+    if train:
+        loss = train["final_loss"]
+        print(
+            f"\n{metrics['name']}: {train['steps']} steps in {train['seconds']:.1f} s "
+            f"({train['samples_per_second']:.0f} samples/s), final loss "
+            + (f"{loss:.4f}" if loss is not None else "n/a")
+        )
+    _print_metrics(metrics)
+
+
+def _results_table(printed: set[str]) -> Any:
+    """A hook plugin printing each pretraining run's results as soon as they are final, before the plots."""
+    from ._hooks import hookimpl
+
+    class ResultsTable:
+        @hookimpl
+        def ssl_on_results(self, metrics: dict[str, Any]) -> None:
+            _print_run(metrics)
+            sys.stdout.flush()
+            printed.add(str(metrics.get("name")))
+
+    return ResultsTable()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ._config import apply_overrides
+    from ._hooks import make_plugin_manager
+    from ._registry import default_registry
     from ._run import run
 
     source = args.pipeline or "quickstart"
     recipe_args = apply_overrides({}, args.recipe)
+    hooks = make_plugin_manager(report=default_registry().report)
+    printed: set[str] = set()
+    hooks.register(_results_table(printed))
     result = run(
         source, out=args.out, overrides=args.set, resume=args.resume, overwrite=args.overwrite, root=args.root,
-        recipe_args=recipe_args, loggers=args.logger,
+        recipe_args=recipe_args, loggers=args.logger, hooks=hooks,
     )  # fmt: skip
     if not result.is_main:  # under torchrun only rank 0 reports
         return 0
     if "stages" in result.metrics:
         for number, stage in enumerate(result.metrics["stages"], start=1):
             print(f"\n== stage {number}: {stage['stage']} ({stage['kind']})")
-            if "train" in stage:
-                train = stage["train"]
-                print(f"{train['steps']} steps in {train['seconds']:.1f} s, final loss {train['final_loss']:.4f}")
             for key, value in stage.get("artefacts", {}).items():
                 print(f"  {key}: {value}")
-            _print_metrics(stage)
+            if stage.get("name") not in printed:  # this process printed pretrain stages as they finished
+                _print_run(stage)
         if result.out_dir is not None:
             print(f"\nwrote {result.out_dir}/: stages.json, metrics.json and one folder per stage")
         return 0
-    train = result.metrics["train"]
-    print(
-        f"\n{result.config.name}: {train['steps']} steps in {train['seconds']:.1f} s "
-        f"({train['samples_per_second']:.0f} samples/s), final loss {train['final_loss']:.4f}"
-    )
-    _print_metrics(result.metrics)
     if result.out_dir is not None:
         print(
             f"\nwrote {result.out_dir}/: config.toml, metrics.json, log.csv, checkpoints/"

@@ -23,7 +23,9 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import types
 import warnings
 from collections.abc import Mapping
 from typing import Any, Final
@@ -32,7 +34,15 @@ import pluggy
 
 from ._discovery import DiscoveryReport, scan_plugins
 
-__all__ = ["PROJECT_NAME", "HookSpecs", "hookimpl", "hookspec", "load_hook_plugins", "make_plugin_manager"]
+__all__ = [
+    "PROJECT_NAME",
+    "HookSpecs",
+    "guarded",
+    "hookimpl",
+    "hookspec",
+    "load_hook_plugins",
+    "make_plugin_manager",
+]
 
 PROJECT_NAME: Final = "ssl_core"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -69,6 +79,10 @@ class HookSpecs:
     @hookspec
     def ssl_log_artifact(self, name: str, path: str) -> None:
         """A file of the run was written (the plots: ``name`` is ``"loss"`` or ``"embeddings"``)."""
+
+    @hookspec
+    def ssl_on_results(self, metrics: Mapping[str, Any], out_dir: str | None) -> None:
+        """The evaluations are done and ``metrics.json`` is written; plots follow (print results here)."""
 
     @hookspec
     def ssl_on_run_end(self, metrics: Mapping[str, Any], out_dir: str | None) -> None:
@@ -126,3 +140,52 @@ def make_plugin_manager(
             continue
         pm.register(plugin, name=name)
     return pm
+
+
+def guarded(plugin: Any, label: str) -> Any:
+    """``plugin`` behind a guard: the first exception in one of its hooks (or ``close()``) becomes a warning
+    naming ``label``, and the plugin is switched off for the rest of the run; the run goes on.
+
+    Example:
+        >>> class Broken:
+        ...     @hookimpl
+        ...     def ssl_log_metrics(self, step, metrics):
+        ...         raise OSError("disk full")
+        >>> pm = make_plugin_manager(load_entry_points=False)
+        >>> _ = pm.register(guarded(Broken(), "logger 'demo.broken'"))
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     pm.hook.ssl_log_metrics(step=1, metrics={})
+        []
+        >>> str(caught[0].message)
+        "logger 'demo.broken' failed in ssl_log_metrics (OSError: disk full); it is off for the rest of the run"
+    """
+    state = {"failed": False}
+
+    def shielded(name: str, method: Any) -> Any:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if state["failed"]:
+                return None
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:  # a logger is an extra: it never costs the run its results
+                state["failed"] = True
+                warnings.warn(
+                    f"{label} failed in {name} ({type(exc).__name__}: {exc}); it is off for the rest of the run",
+                    stacklevel=2,
+                )
+                return None
+
+        return call
+
+    shield = types.SimpleNamespace()
+    for name in dir(plugin):
+        method = getattr(plugin, name, None)
+        if callable(method) and getattr(method, f"{PROJECT_NAME}_impl", None) is not None:
+            setattr(shield, name, shielded(name, method))
+    close = getattr(plugin, "close", None)
+    if callable(close):
+        shield.close = shielded("close", close)
+    return shield

@@ -28,6 +28,7 @@ import torch
 from ._config import PipelineConfig, to_dict
 from ._distributed import DistributedContext, run_on_main
 from ._evaluate import evaluate, write_plots
+from ._hooks import guarded
 from ._loggers import BUILTIN_LOGGERS, ProgressBar
 from ._pipeline import BuiltPipeline, build_component, build_encoder, build_evaluators, build_pipeline
 from ._registry import Registry
@@ -63,9 +64,10 @@ def attached_loggers(
     for spec in cfg.loggers:
         name = spec.name if "." in spec.name else f"core.{spec.name}"
         factory = BUILTIN_LOGGERS.get(name) or registry.get("logger", name)
-        plugins.append(build_component(factory, spec.params, {"out_dir": out_dir}, f"logger {name!r}"))
+        logger = build_component(factory, spec.params, {"out_dir": out_dir}, f"logger {name!r}")
+        plugins.append(guarded(logger, f"logger {name!r}"))  # a failing logger is a warning, not a lost run
     if cfg.train.progress:
-        plugins.append(ProgressBar(cfg.train.steps))
+        plugins.append(guarded(ProgressBar(cfg.train.steps), "the progress bar"))
     registered: list[Any] = []
     try:
         for plugin in plugins if ctx.is_main else ():
@@ -181,10 +183,12 @@ def _evaluate_and_write(
         metrics["random_init"] = evaluate(
             random_init, built.splits, evaluators, batch_size=batch_size, hooks=hooks, label="random_init/"
         )
+    where = str(out_dir) if out_dir is not None else None
     if out_dir is not None:
         write_json_atomic(out_dir / "metrics.json", metrics)  # results first: a failing plot cannot lose them
-        if cfg.plots:
-            metrics["plots"] = write_plots(out_dir, result.history, encoder, built.splits, cfg, hooks)
-            write_json_atomic(out_dir / "metrics.json", metrics)
-    hooks.hook.ssl_on_run_end(metrics=dict(metrics), out_dir=str(out_dir) if out_dir is not None else None)
+    hooks.hook.ssl_on_results(metrics=dict(metrics), out_dir=where)
+    if out_dir is not None and cfg.plots:
+        metrics["plots"] = write_plots(out_dir, result.history, encoder, built.splits, cfg, hooks)
+        write_json_atomic(out_dir / "metrics.json", metrics)
+    hooks.hook.ssl_on_run_end(metrics=dict(metrics), out_dir=where)
     return metrics
