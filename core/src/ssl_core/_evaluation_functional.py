@@ -7,6 +7,9 @@ on their own.
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -14,10 +17,12 @@ from torch import Tensor
 __all__ = [
     "infer_num_classes",
     "knn_predict",
+    "label_coverage_problems",
     "layer_weighted_sum",
     "masked_mean",
     "standardize",
     "topk_accuracy",
+    "warn_if_few_labels",
 ]
 
 
@@ -173,3 +178,58 @@ def infer_num_classes(*labels: Tensor) -> int:
     if smallest < 0:
         raise ValueError(f"labels must be non-negative class indices, found {smallest}")
     return max(int(y.max().item()) for y in non_empty) + 1
+
+
+def label_coverage_problems(train_labels: Any, test_labels: Any = None) -> list[str]:
+    """Why a classifier fitted on ``train_labels`` says little about ``test_labels``, in words.
+
+    Lists, in this order: a train split with a single class, fewer train samples than
+    classes (over both splits), and test classes without a single train sample (a
+    classifier can never predict them). An empty list means none of these. Labels are
+    integer class indices (tensors, arrays or lists).
+
+    Example:
+        >>> label_coverage_problems([0, 0, 1], [0, 1])
+        []
+        >>> label_coverage_problems([0, 1], [0, 1, 2])
+        ['2 train samples for 3 classes', 'test class 2 has no train sample']
+    """
+    train = torch.as_tensor(train_labels).reshape(-1).long()
+    test = torch.as_tensor(test_labels if test_labels is not None else []).reshape(-1).long()
+    train_classes = set(train.unique().tolist())
+    classes = train_classes | set(test.unique().tolist())
+    problems: list[str] = []
+    if len(train_classes) == 1:
+        problems.append(f"the train split holds a single class ({next(iter(train_classes))})")
+    if train.numel() < len(classes):
+        noun = "sample" if train.numel() == 1 else "samples"
+        problems.append(f"{train.numel()} train {noun} for {len(classes)} classes")
+    unseen = sorted(classes - train_classes)
+    if unseen:
+        shown = ", ".join(str(c) for c in unseen[:10]) + (", ..." if len(unseen) > 10 else "")
+        verb = "has" if len(unseen) == 1 else "have"
+        problems.append(f"test class{'es' if len(unseen) > 1 else ''} {shown} {verb} no train sample")
+    return problems
+
+
+def warn_if_few_labels(component: str, train_labels: Any, test_labels: Any = None, *, stacklevel: int = 2) -> bool:
+    """Warn, naming ``component``, when :func:`label_coverage_problems` finds any; return whether it did.
+
+    Evaluators call this on small or lopsided splits instead of failing: the metric is still
+    computed, and the warning says why it means little.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_if_few_labels("demo.probe", [0], [0, 1])
+        True
+        >>> str(caught[0].message).split("; ")[:2]
+        ['demo.probe: the train split holds a single class (0)', '1 train sample for 2 classes']
+    """
+    problems = label_coverage_problems(train_labels, test_labels)
+    if problems:
+        warnings.warn(
+            f"{component}: {'; '.join(problems)}; its score means little", UserWarning, stacklevel=stacklevel + 1
+        )
+    return bool(problems)

@@ -13,6 +13,7 @@ pipeline passes the dataset's count).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from ._evaluation_functional import (
     masked_mean,
     standardize,
     topk_accuracy,
+    warn_if_few_labels,
 )
 from ._protocols import Batch, Encoder, Features
 
@@ -278,7 +280,10 @@ class KNNEvaluator:
     """Weighted k-nearest-neighbour classifier on frozen features (DINO protocol).
 
     Reports ``knn_top1@{k}`` for each ``k`` (and ``knn_top5@{k}`` when there are at
-    least 5 classes); ``k`` is clipped to the train size.
+    least 5 classes). A ``k`` larger than the train split is clipped to its size, with a
+    warning; the metric keeps the name of the ``k`` asked for, so keys stay stable across
+    data sizes. Splits with fewer train samples than classes, or test classes missing from
+    the train split, give a warning too (see :func:`~ssl_core.functional.warn_if_few_labels`).
 
     Example:
         >>> evaluator = KNNEvaluator(k=(10, 20))
@@ -288,6 +293,8 @@ class KNNEvaluator:
     """
 
     higher_is_better: ClassVar[bool] = True
+    component: str = "core.knn"
+    """The name warnings give this evaluator."""
 
     def __init__(
         self,
@@ -313,6 +320,17 @@ class KNNEvaluator:
         train_feats, train_labels, test_feats, test_labels, num_classes = _split_features(
             encoder, train, test, embed, self.device, self.precision, self.num_classes
         )
+        warn_if_few_labels(self.component, train_labels, test_labels)
+        bank = train_feats.shape[0]
+        clipped = [k for k in self.k if k > bank]
+        if clipped:
+            asked = ", ".join(str(k) for k in clipped)
+            warnings.warn(
+                f"{self.component}: k={asked} exceeds the {bank} train samples (the feature bank), so k={bank} "
+                f"is used; the metrics keep the names knn_top1@{clipped[0]}, ... and vote over the whole bank",
+                UserWarning,
+                stacklevel=2,
+            )
         compute_device = torch.device(self.device) if self.device is not None else _module_device(encoder)
         train_feats, train_labels, test_feats = (t.to(compute_device) for t in (train_feats, train_labels, test_feats))
         metrics: dict[str, float] = {}
@@ -321,7 +339,7 @@ class KNNEvaluator:
                 train_feats,
                 train_labels,
                 test_feats,
-                k=k,
+                k=min(k, bank),
                 temperature=self.temperature,
                 num_classes=num_classes,
                 batch_size=self.batch_size,
@@ -340,7 +358,8 @@ class LinearProbeEvaluator:
     ``weight_decay / 2 * ||W||^2``. The problem is convex, so the result is stable
     and deterministic; gradients are accumulated over ``batch_size`` rows at a time
     so memory stays bounded on large splits. Reports ``linear_top1`` (test) and
-    ``linear_train_top1``.
+    ``linear_train_top1``. Fewer train samples than classes, or test classes missing
+    from the train split, give a warning (the probe still runs).
 
     Args:
         epochs: maximum L-BFGS iterations (each is one pass over the train features,
@@ -359,6 +378,8 @@ class LinearProbeEvaluator:
     """
 
     higher_is_better: ClassVar[bool] = True
+    component: str = "core.linear_probe"
+    """The name warnings give this evaluator."""
 
     def __init__(
         self,
@@ -390,6 +411,7 @@ class LinearProbeEvaluator:
         train_feats, train_labels, test_feats, test_labels, num_classes = _split_features(
             encoder, train, test, embed, self.device, self.precision, self.num_classes
         )
+        warn_if_few_labels(self.component, train_labels, test_labels)
         if self.standardize:
             train_feats, test_feats = standardize(train_feats, test_feats)
         compute_device = torch.device(self.device) if self.device is not None else _module_device(encoder)
@@ -441,7 +463,8 @@ class LayerWeightedProbeEvaluator:
     uniform and are trained jointly with the ``Linear -> ReLU -> Linear`` head by
     mini-batch AdamW with a cosine decay, deterministically for a given ``seed``.
     Reports ``layer_probe_top1`` and ``layer_weight_{i}``, the learned softmax
-    weight of layer ``i``.
+    weight of layer ``i``. Fewer train samples than classes, or test classes missing
+    from the train split, give a warning (the probe still runs).
 
     Args:
         epochs: passes over the train features.
@@ -462,6 +485,8 @@ class LayerWeightedProbeEvaluator:
     """
 
     higher_is_better: ClassVar[bool] = True
+    component: str = "core.layer_probe"
+    """The name warnings give this evaluator (``speech.utterance_probe`` sets its own)."""
 
     def __init__(
         self,
@@ -497,6 +522,7 @@ class LayerWeightedProbeEvaluator:
         train_feats, train_labels, test_feats, test_labels, num_classes = _split_features(
             encoder, train, test, embed_layers, self.device, self.precision, self.num_classes
         )
+        warn_if_few_labels(self.component, train_labels, test_labels)
         if self.standardize:  # statistics per (layer, dim): layers can live on very different scales
             train_feats, test_feats = standardize(train_feats, test_feats)
         compute_device = torch.device(self.device) if self.device is not None else _module_device(encoder)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_embeddings", "plot_loss"]
+__all__ = ["MIN_POINTS", "PCA_DIM", "plot_embeddings", "plot_loss"]
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
@@ -48,6 +49,47 @@ def plot_loss(history: Sequence[dict[str, float]], path: Path, *, title: str = "
     return path
 
 
+PCA_DIM = 50
+"""Features wider than this are reduced by PCA before t-SNE (at most to the number of points)."""
+
+MIN_PERPLEXITY = 5.0
+"""The bottom of t-SNE's usual perplexity range (5 to 50); fewer points than this needs give a warning."""
+
+MIN_POINTS = 3
+"""Fewer test points than this are drawn without a projection (t-SNE needs perplexity < points)."""
+
+
+def _projection(x: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """2-D coordinates of ``x`` ``[N, D]`` and a name for them; warns when the projection means little."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    n, dim = x.shape
+    if n < MIN_POINTS:
+        warnings.warn(
+            f"plot_embeddings: only {n} test sample(s); the t-SNE projection was skipped and the points are "
+            "drawn at their first two feature values",
+            UserWarning,
+            stacklevel=3,
+        )
+        xy = np.zeros((n, 2))
+        xy[:, : min(2, dim)] = x[:, : min(2, dim)]
+        return xy, "first two features"
+    if dim > PCA_DIM:  # PCA first, to at most as many components as there are points
+        x = PCA(n_components=min(PCA_DIM, n), svd_solver="full", random_state=seed).fit_transform(x)
+    perplexity = float(min(30, max(2, (n - 1) // 3), n - 1))  # t-SNE needs perplexity < n
+    if perplexity < MIN_PERPLEXITY:
+        warnings.warn(
+            f"plot_embeddings: only {n} test samples, so the t-SNE perplexity is {perplexity:g} (usually 5 to 50); "
+            "the projection means little",
+            UserWarning,
+            stacklevel=3,
+        )
+    init = "pca" if x.shape[1] >= 2 else "random"  # the PCA start needs two feature columns
+    tsne = TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed)
+    return tsne.fit_transform(x), "t-SNE"
+
+
 def plot_embeddings(
     features: np.ndarray,
     labels: np.ndarray,
@@ -57,26 +99,38 @@ def plot_embeddings(
     max_points: int = 2000,
     seed: int = 0,
 ) -> Path:
-    """Save a 2-D t-SNE (PCA to 50-d first) of ``features`` coloured by ``labels``."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
+    """Save a 2-D t-SNE (PCA to 50-d first) of ``features`` coloured by ``labels``.
 
+    Small splits adapt instead of failing: PCA keeps at most as many components as there
+    are points, the t-SNE perplexity stays below the number of points (with a warning
+    under 5), and fewer than :data:`MIN_POINTS` points are drawn unprojected (with a warning).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "embeddings.png"
+        >>> rng = np.random.default_rng(0)
+        >>> plot_embeddings(rng.normal(size=(40, 64)), np.arange(40) % 2, out).exists()
+        True
+    """
     plt = _pyplot()
+    features = np.asarray(features)
+    labels = np.asarray(labels).reshape(-1)
+    if features.ndim != 2 or len(features) != len(labels):
+        raise ValueError(
+            f"plot_embeddings expects [N, D] features and [N] labels, got {features.shape} and {labels.shape}"
+        )
     rng = np.random.default_rng(seed)
     if len(features) > max_points:
         keep = rng.choice(len(features), size=max_points, replace=False)
         features, labels = features[keep], labels[keep]
-    x = features.astype(np.float64)
-    if x.shape[1] > 50:
-        x = PCA(n_components=50, random_state=seed).fit_transform(x)
-    perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    xy, projection = _projection(features.astype(np.float64), seed)
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10" if labels.max() < 10 else "tab20", s=6)
-    ax.set_title(title)
+    top = int(labels.max()) if len(labels) else 0
+    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10" if top < 10 else "tab20", s=6)
+    ax.set_title(title if projection == "t-SNE" else f"{title} ({projection}: too few samples to project)")
     ax.set_xticks([])
     ax.set_yticks([])
-    if labels.max() < 20:
+    if len(labels) and top < 20:
         ax.legend(*scatter.legend_elements(), loc="best", fontsize=6, title="class", title_fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._distributed import all_gather_with_grad
-from ._evaluation_functional import masked_mean
+from ._evaluation_functional import label_coverage_problems, masked_mean, warn_if_few_labels
 
-__all__ = ["masked_mean", "nt_xent_loss", "warn_if_solver_capped"]
+__all__ = ["label_coverage_problems", "masked_mean", "nt_xent_loss", "warn_if_few_labels", "warn_if_solver_capped"]
 
 
 def nt_xent_loss(z1: Tensor, z2: Tensor, *, temperature: float = 0.2, gather: bool = True) -> Tensor:
