@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssl_core import DatasetSplits
+from ssl_core import ConfigError, DatasetSplits
 
 from ._fused import GraphStructure
 from .functional import add_self_loops_once, sample_neighbors, to_csr
@@ -54,8 +54,18 @@ PLANETOID_NAMES = ("Cora", "CiteSeer", "PubMed")
 _RAW_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
-class GraphDataError(ValueError):
-    """A graph dataset is missing, malformed or cannot be used as asked."""
+class GraphDataError(ConfigError):
+    """A graph dataset is missing (and could not be downloaded), malformed or cannot be used as asked.
+
+    A :class:`~ssl_core.ConfigError` (so also a ``ValueError``): ``ssl run`` prints its
+    one-line message, which says what was tried and which ``--root`` layout works.
+    """
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: first line of the message``: enough to tell a network error from a bad archive, on one line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def graph_batch(data: Any, *, name: str = "graph") -> dict[str, Any]:
@@ -304,11 +314,13 @@ def planetoid(
     missing = [f"ind.{name.lower()}.{s}" for s in _RAW_SUFFIXES if not (raw / f"ind.{name.lower()}.{s}").is_file()]
     try:
         loaded = Planetoid(str(folder), name, transform=NormalizeFeatures() if normalize_features else None)
-    except Exception as exc:
+    except Exception as exc:  # offline: URLError from PyG's downloader; broken raw files: others
+        files = f"ind.{name.lower()}.{{{','.join(_RAW_SUFFIXES)}}}"
         raise GraphDataError(
-            f"Planetoid {name}: raw files missing in {raw} ({', '.join(missing) or 'none'}) and loading or "
-            f"downloading them failed ({type(exc).__name__}: {exc}); pass root= a folder holding "
-            f"{name}/raw/ind.{name.lower()}.* (e.g. ../shared/data/planetoid)"
+            f"Planetoid {name}: raw files missing in {raw} ({', '.join(missing) or 'none'}) and loading them or "
+            f"downloading them from {Planetoid.url} into {folder / name / 'raw'} failed ({_why(exc)}); "
+            f"pass --root ROOT with ROOT/{name}/raw/{files} (e.g. --root ../shared/data/planetoid); "
+            "PyG downloads missing files automatically when online (there is no download option)"
         ) from exc
     graph = graph_batch(loaded[0], name=f"Planetoid {name}")
     return _node_splits(
@@ -423,10 +435,13 @@ def tudataset(
     folder = str(Path(root).expanduser()) if root else str(_cache_dir() / "tu")
     try:
         loaded = TUDataset(folder, name)
-    except Exception as exc:
+    except Exception as exc:  # offline: URLError from PyG's downloader; an unknown name: HTTPError 404
         raise GraphDataError(
-            f"TUDataset {name!r} could not be loaded from {folder} ({type(exc).__name__}: {exc}); check the name "
-            "(e.g. MUTAG, PROTEINS, IMDB-BINARY) and that the machine is online or the raw files are present"
+            f"TUDataset {name!r} is not in {Path(folder) / name / 'raw'} and loading it or downloading it from "
+            f"{TUDataset.url}/{name}.zip failed ({_why(exc)}); check the name (e.g. MUTAG, PROTEINS, IMDB-BINARY) "
+            f"and pass --root ROOT with ROOT/{name}/raw/{name}_A.txt, {name}_graph_indicator.txt, "
+            f"{name}_graph_labels.txt (the TU format, as PyG extracts it); PyG downloads it automatically into "
+            f"ROOT (or {_cache_dir() / 'tu'} without --root) when online (there is no download option)"
         ) from exc
     graphs = [loaded[i] for i in range(len(loaded))]
     if features == "degree" or graphs[0].x is None:

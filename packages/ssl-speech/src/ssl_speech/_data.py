@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssl_core import DatasetSplits
+from ssl_core import ConfigError, DatasetSplits
 
 __all__ = [
     "AudioDataError",
@@ -48,8 +48,18 @@ WAV2VEC2_RECEPTIVE_FIELD = 400
 """Samples the wav2vec 2.0 CNN needs for one output frame (25 ms at 16 kHz)."""
 
 
-class AudioDataError(ValueError):
-    """An audio file or folder cannot be used: unreadable, empty, or no usable files at all."""
+class AudioDataError(ConfigError):
+    """An audio file or folder cannot be used: unreadable, empty, no usable files at all, or a failed download.
+
+    A :class:`~ssl_core.ConfigError` (so also a ``ValueError``): ``ssl run`` prints its
+    one-line message, which says what was tried and which ``--root`` layout works.
+    """
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: first line of the message``: enough to tell a network error from a bad archive, on one line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000) -> tuple[Tensor, int]:
@@ -264,6 +274,11 @@ _FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)$")
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/master.zip"
 """FSDD's GitHub archive (the recordings live in ``<repo>/recordings/``)."""
 
+_FSDD_LAYOUT = (
+    "pass --root ROOT with FSDD's recordings as ROOT/recordings/{digit}_{speaker}_{take}.wav or "
+    "ROOT/{digit}_{speaker}_{take}.wav (e.g. --root ../shared/data/fsdd/recordings)"
+)
+
 
 def download_fsdd(root: str | Path, url: str = FSDD_URL) -> Path:
     """Download FSDD's archive and extract its ``recordings/*.wav`` into ``root/recordings``; returns that folder.
@@ -288,8 +303,10 @@ def download_fsdd(root: str | Path, url: str = FSDD_URL) -> Path:
         try:
             with urllib.request.urlopen(url) as response, archive.open("wb") as out:
                 shutil.copyfileobj(response, out)
-        except OSError as exc:
-            raise AudioDataError(f"could not download FSDD from {url}: {exc}; pass root = a local copy") from exc
+        except OSError as exc:  # URLError and HTTPError are OSErrors
+            raise AudioDataError(
+                f"could not download FSDD from {url} into {target} ({_why(exc)}); {_FSDD_LAYOUT}"
+            ) from exc
         with zipfile.ZipFile(archive) as zipped:
             members = [m for m in zipped.namelist() if re.search(r"(^|/)recordings/[^/]+\.wav$", m)]
             if not members:
@@ -340,19 +357,23 @@ def fsdd(
     """
     if root is None:
         raise AudioDataError(
-            "speech.fsdd needs root = FSDD's recordings folder (e.g. ../shared/data/fsdd/recordings), "
-            "or root = where to put it with download = true"
+            f"speech.fsdd needs a folder: {_FSDD_LAYOUT}; or --root ROOT = where to put it with download = true "
+            "(downloading is off by default)"
         )
     folder = Path(root).expanduser()
     if (folder / "recordings").is_dir():
         folder = folder / "recordings"
     paths = sorted(p for p in folder.glob("*.wav") if _FSDD_NAME.match(p.stem))
     if not paths and download:
-        folder = download_fsdd(Path(root).expanduser())
+        try:
+            folder = download_fsdd(Path(root).expanduser())
+        except AudioDataError as exc:  # it names the URL, the folder and the layout
+            raise AudioDataError(f"{exc}; download = true fetches it there when online") from exc
         paths = sorted(p for p in folder.glob("*.wav") if _FSDD_NAME.match(p.stem))
     if not paths:
         raise AudioDataError(
-            f"no FSDD files named '{{digit}}_{{speaker}}_{{take}}.wav' in {folder}; pass download = true to fetch them"
+            f"no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav) in {folder}; {_FSDD_LAYOUT}; "
+            f"or set download = true to fetch them from {FSDD_URL} into ROOT/recordings (off by default)"
         )
     speakers = sorted({_FSDD_NAME.match(p.stem).group(2) for p in paths})  # type: ignore[union-attr]
     split: dict[str, list[Path]] = {"train": [], "test": []}
@@ -386,6 +407,9 @@ def fsdd(
     )
     return _with_label_file(splits, labels)
 
+
+LIBRISPEECH_URL = "http://www.openslr.org/resources/12/"
+"""Where torchaudio downloads LibriSpeech's ``<subset>.tar.gz`` from."""
 
 LIBRISPEECH_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
                        "train-other-500")  # fmt: skip
@@ -421,19 +445,33 @@ def librispeech(
         40
     """
     if root is None:
-        raise AudioDataError("speech.librispeech needs root = the folder holding LibriSpeech/<subset> "
-                             "(or where to put it, with download = true)")  # fmt: skip
+        raise AudioDataError(
+            f"speech.librispeech needs --root ROOT with ROOT/LibriSpeech/{subset}/<speaker>/<chapter>/*.flac "
+            "(as torchaudio extracts it), or ROOT = where to put it with download = true (off by default)"
+        )
     if subset not in LIBRISPEECH_SUBSETS:
         raise AudioDataError(f"unknown LibriSpeech subset {subset!r}; use one of {', '.join(LIBRISPEECH_SUBSETS)}")
     from torchaudio.datasets import LIBRISPEECH
 
     folder = Path(root).expanduser()
+    if download:
+        folder.mkdir(parents=True, exist_ok=True)  # torchaudio writes the archive there without creating it
     try:
         index = LIBRISPEECH(str(folder), url=subset, download=download)
-    except RuntimeError as exc:
+    except Exception as exc:  # missing: RuntimeError; offline: URLError; a broken archive: tarfile's errors
+        layout = (
+            f"pass --root ROOT with ROOT/LibriSpeech/{subset}/<speaker>/<chapter>/*.flac and "
+            "<speaker>-<chapter>.trans.txt (as torchaudio extracts it)"
+        )
+        missing = f"LibriSpeech {subset} is not in {folder / 'LibriSpeech' / subset}"
+        if not download:
+            raise AudioDataError(
+                f"{missing}; {layout}; or set download = true to fetch it from {LIBRISPEECH_URL}{subset}.tar.gz "
+                "into ROOT (off by default)"
+            ) from exc
         raise AudioDataError(
-            f"LibriSpeech {subset} is not in {folder / 'LibriSpeech' / subset}; pass download = true "
-            "(needs internet) or the folder that holds LibriSpeech/"
+            f"{missing} and downloading it from {LIBRISPEECH_URL}{subset}.tar.gz into {folder} failed "
+            f"({_why(exc)}); {layout}; download = true fetches it there when online"
         ) from exc
     meta = [index.get_metadata(i) for i in range(len(index))][:limit]
     if not meta:

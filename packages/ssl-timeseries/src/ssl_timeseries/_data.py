@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +24,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssl_core import DatasetSplits
+from ssl_core import ConfigError, DatasetSplits
 
-__all__ = ["SeriesDataset", "arrays", "collate_series", "known_datasets", "ts2vec_normalize", "ucr"]
+__all__ = ["SeriesDataError", "SeriesDataset", "arrays", "collate_series", "known_datasets", "ts2vec_normalize", "ucr"]
 
 Normalize = Literal["ts2vec", "dataset", "channel", "none"]
 
@@ -68,6 +69,20 @@ _UCR_UNNORMALISED = frozenset(
         "UMD",
     ]
 )
+
+
+class SeriesDataError(ConfigError):
+    """A UCR/UEA problem is unknown, or not shipped with aeon, not under ``root`` and could not be downloaded.
+
+    A :class:`~ssl_core.ConfigError` (so also a ``ValueError``): ``ssl run`` prints its
+    one-line message, which says what was tried and which ``--root`` layout works.
+    """
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: first line of the message``: enough to tell a network error from a bad file, on one line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 class SeriesDataset(Dataset[tuple[Tensor, Tensor, int]]):
@@ -231,15 +246,44 @@ def _load(dataset: str, split: str, root: str | None, equal_length: bool) -> tup
     return x, y
 
 
+def _has_copy(folder: Path, dataset: str) -> bool:
+    """``folder/<name>/<name>_TRAIN.ts`` and ``_TEST.ts``: the layout aeon reads (and extracts downloads to)."""
+    return all((folder / dataset / f"{dataset}_{part}.ts").is_file() for part in ("TRAIN", "TEST"))
+
+
+def _aeon_folders() -> tuple[Path, Path]:
+    """aeon's bundled data folder (inside its wheel) and its download folder (``$AEON_DATA`` or ``~/aeon_data``)."""
+    import aeon.datasets
+
+    bundled = Path(aeon.datasets.__file__).parent / "data"
+    return bundled, Path(os.environ.get("AEON_DATA") or "~/aeon_data").expanduser()
+
+
+def _zenodo_source(dataset: str) -> str:
+    try:
+        from aeon.datasets.tsc_datasets import tsc_zenodo
+
+        return f"https://zenodo.org/records/{tsc_zenodo[dataset]}"
+    except (ImportError, KeyError):
+        return "Zenodo (https://zenodo.org/communities/tsml)"
+
+
+def _layout(dataset: str) -> str:
+    return f"pass --root ROOT with ROOT/{dataset}/{dataset}_TRAIN.ts + ROOT/{dataset}/{dataset}_TEST.ts"
+
+
 def ucr(
     root: str | None = None, *, dataset: str = "GunPoint", normalize: Normalize = "ts2vec", equal_length: bool = False
 ) -> DatasetSplits:
     """A UCR (univariate) or UEA (multivariate) problem by name, through ``aeon.datasets.load_classification``.
 
     The sets bundled with aeon (GunPoint, ArrowHead, ItalyPowerDemand, BasicMotions, ...)
-    load offline; others download into ``root`` (aeon's default folder when ``None``).
-    Variable-length problems are NaN-padded at the end; labels map to ``0..K-1`` in
-    sorted order; values are normalised as TS2Vec does (see :func:`ts2vec_normalize`).
+    load offline; a copy under ``root`` (``ROOT/<name>/<name>_TRAIN.ts`` and ``_TEST.ts``)
+    comes first. Any other problem is downloaded by aeon from Zenodo, automatically (there
+    is no ``download`` option), into ``root`` or aeon's folder (``$AEON_DATA`` or
+    ``~/aeon_data``); offline, a :class:`SeriesDataError` names the source, the folder and
+    the layout. Variable-length problems are NaN-padded at the end; labels map to
+    ``0..K-1`` in sorted order; values are normalised as TS2Vec does (see :func:`ts2vec_normalize`).
 
     Args:
         root: folder of local copies / download target (aeon's ``extract_path``).
@@ -248,34 +292,46 @@ def ucr(
         equal_length: load aeon's equal-length version of variable-length problems instead.
 
     Raises:
-        ValueError: an unknown name (with close matches), all-NaN series (naming them).
+        SeriesDataError: an unknown name (with close matches), or a problem neither shipped,
+            nor under ``root``, nor downloadable (offline).
+        ValueError: all-NaN series (naming them).
 
     Example:
         >>> ucr(dataset="BasicMotions").info["in_channels"]
         6
     """
-    known = known_datasets()
-    if root is None and dataset not in known:
-        lower = {name.lower(): name for name in known}
-        close = difflib.get_close_matches(dataset.lower(), list(lower), n=5, cutoff=0.6)
-        hint = (
-            f"did you mean {', '.join(repr(lower[c]) for c in close)}?" if close else "see aeon.datasets.tsc_datasets"
-        )
-        raise ValueError(f"unknown UCR/UEA dataset {dataset!r}; {hint}")
+    folder = Path(root).expanduser() if root is not None else None
+    bundled, aeon_home = _aeon_folders()
+    if folder is not None and _has_copy(folder, dataset):
+        source: str | None = str(folder)
+    elif _has_copy(bundled, dataset):
+        source = None  # shipped in aeon's wheel: no download, whatever root is
+    else:
+        known = known_datasets()
+        if dataset not in known:
+            lower = {name.lower(): name for name in known}
+            close = difflib.get_close_matches(dataset.lower(), list(lower), n=5, cutoff=0.6)
+            hint = (
+                f"did you mean {', '.join(repr(lower[c]) for c in close)}?"
+                if close else "see aeon.datasets.tsc_datasets"
+            )  # fmt: skip
+            where = f"; {folder / dataset} does not hold it either: {_layout(dataset)}" if folder else ""
+            raise SeriesDataError(f"unknown UCR/UEA dataset {dataset!r}; {hint}{where}")
+        source = str(folder) if folder is not None else None  # aeon downloads into root, or into aeon_home
     loaded = {}
     for split in ("train", "test"):
         try:
-            x, y = _load(dataset, split, root, equal_length)
-        except Exception as exc:  # aeon raises several types (URLError, ValueError, OSError)
-            if root is None:
-                raise ValueError(
-                    f"could not load {dataset!r} ({split}) through aeon: {exc}; only the problems bundled with aeon "
-                    "load offline, others need a connection or a local copy under root"
-                ) from exc
-            try:  # a problem bundled with aeon, asked for with a root that does not hold it
-                x, y = _load(dataset, split, None, equal_length)
-            except Exception:
-                raise ValueError(f"could not load {dataset!r} ({split}) from {root} or through aeon: {exc}") from exc
+            x, y = _load(dataset, split, source, equal_length)
+        except Exception as exc:  # aeon raises several types (ValueError wrapping a URLError, OSError)
+            target = folder if folder is not None else aeon_home
+            if (source is None and _has_copy(bundled, dataset)) or _has_copy(target, dataset):
+                raise SeriesDataError(f"could not load {dataset!r} ({split}) through aeon: {_why(exc)}") from exc
+            raise SeriesDataError(
+                f"UCR/UEA {dataset!r} is not shipped with aeon nor in {target / dataset}, and aeon's download from "
+                f"{_zenodo_source(dataset)} failed ({_why(exc)}); {_layout(dataset)} (the .ts files of "
+                f"timeseriesclassification.com); aeon downloads the sets it does not ship automatically into "
+                f"ROOT (or {aeon_home} without --root) when online (there is no download option)"
+            ) from exc
         loaded[split] = (_to_ntc(x), np.asarray(y))
     (x_train, y_train), (x_test, y_test) = loaded["train"], loaded["test"]
     archive = "UEA" if x_train.shape[-1] > 1 else "UCR"

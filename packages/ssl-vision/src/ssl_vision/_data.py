@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssl_core import DatasetSplits
+from ssl_core import ConfigError, DatasetSplits
 
 __all__ = [
     "ImageDataError",
@@ -40,8 +40,21 @@ __all__ = [
 DEFAULT_CACHE = Path("~/.cache/ssl-vision")
 
 
-class ImageDataError(ValueError):
-    """An image dataset could not be read (missing folder, no readable image)."""
+class ImageDataError(ConfigError):
+    """An image dataset could not be read (missing folder, no readable image, a download that failed).
+
+    A :class:`~ssl_core.ConfigError` (so also a ``ValueError``): ``ssl run`` prints its
+    one-line message, which says what was tried and which ``--root`` layout works.
+    """
+
+
+_FOLDER_LAYOUT = "an image folder ROOT/train/<class>/*.png + ROOT/test/<class>/*.png (jpg and other formats too)"
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: first line of the message``: enough to tell a network error from a bad archive, on one line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 class ImageTensorDataset(Dataset[tuple[Tensor, int]]):
@@ -184,13 +197,17 @@ def image_folder(
     """
     if root is None:
         raise ImageDataError(
-            "vision.image_folder needs root = a folder with train/ and test/ ImageFolder trees "
-            "(e.g. --root ../shared/data/cifar10); for CIFAR without a copy, use vision.cifar10"
+            f"vision.image_folder needs root: pass --root ROOT with ROOT/{train}/<class>/*.png + "
+            f"ROOT/{test}/<class>/*.png (e.g. --root ../shared/data/cifar10); for CIFAR without a copy, use "
+            "vision.cifar10"
         )
     base = Path(root).expanduser()
     for split in (train, test):
         if not (base / split).is_dir():
-            raise ImageDataError(f"{base / split} is not a folder; root must hold {train}/ and {test}/ class folders")
+            raise ImageDataError(
+                f"{base / split} is not a folder; --root ROOT must hold ROOT/{train}/<class>/*.png + "
+                f"ROOT/{test}/<class>/*.png (jpg and other formats too)"
+            )
     train_set, skipped_train = _folder_split(base / train, image_size, None, max_per_class)
     size = int(train_set.images.shape[-1])
     test_set, skipped_test = _folder_split(base / test, image_size or size, train_set.classes, max_per_class)
@@ -216,11 +233,8 @@ def _torchvision_cifar(
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
         parts = [cls(str(folder), train=split, download=download) for split in (True, False)]
-    except RuntimeError as exc:
-        raise ImageDataError(
-            f"{name} is not in {folder} and could not be downloaded ({exc}); pass root = a folder with the "
-            "torchvision archive or an ImageFolder copy with train/ and test/"
-        ) from exc
+    except Exception as exc:  # offline: URLError; no copy and download = false: RuntimeError; a bad archive: others
+        raise ImageDataError(_cifar_unavailable(name, cls, folder, root, download, exc)) from exc
     splits = []
     for part in parts:
         images = torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous()
@@ -236,12 +250,32 @@ def _torchvision_cifar(
     return DatasetSplits(splits[0], splits[1], collate_images, "image", len(splits[0].classes), info)
 
 
+def _cifar_unavailable(name: str, cls: Any, folder: Path, root: str | None, download: bool, exc: BaseException) -> str:
+    """One line: what was looked for and where, what was downloaded from, the ``--root`` layouts, ``download``."""
+    title = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[name]
+    layout = f"pass --root ROOT with ROOT/{cls.base_folder}/ as torchvision writes it, or {_FOLDER_LAYOUT}"
+    if not download:
+        return (
+            f"{title} is not in {folder / cls.base_folder} and could not be downloaded (download = false); "
+            f"{layout}; or set download = true to fetch it from {cls.url}"
+        )
+    where = "ROOT" if root is not None else str(folder)
+    return (
+        f"{title} is not in {folder / cls.base_folder} and downloading it from {cls.url} failed ({_why(exc)}); "
+        f"{layout}; download = true (the default) fetches it into {where} when online"
+    )
+
+
 def cifar10(
     root: str | None = None, download: bool = True, image_size: int | None = None, max_per_class: int | None = None
 ) -> DatasetSplits:
     """CIFAR-10 through ``torchvision.datasets.CIFAR10`` (downloaded to ``~/.cache/ssl-vision`` when online).
 
-    A ``root`` holding ``train/`` and ``test/`` ImageFolder trees is read with :func:`image_folder`.
+    ``root`` may hold ``cifar-10-batches-py/`` as torchvision writes it, or ``train/`` and
+    ``test/`` ImageFolder trees (read with :func:`image_folder`). Without a copy there,
+    torchvision downloads the archive (``download = true``, the default) into ``root``, or
+    ``~/.cache/ssl-vision/cifar10`` without one; when that fails (offline) the
+    :class:`ImageDataError` names the URL, the folder and the layouts ``--root`` accepts.
 
     Example:
         >>> # skipped in doctests: reads the shared CIFAR-10 copy (or downloads CIFAR-10 without it)
