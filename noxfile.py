@@ -328,6 +328,75 @@ def tests(session: nox.Session) -> None:
         run_doctests(session, THIRDPARTY_EXAMPLE_MODULE)  # core's and the plugins' run in their own sessions
 
 
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# A tiny-data `ssl run` per plugin for the wheels session: (needs ../shared/data?, arguments after `ssl run`).
+QUIET_RUN = ("--set", "train.progress=false", "--set", "train.steps=2", "--set", "compare_random_init=false")
+TINY_RUNS: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "speech": (True, (
+        "speech.wav2vec2", "--root", str(SHARED_DATA / "fsdd"), "--set", "data.limit=60",
+        "--set", "data.progress=false", "--set", "train.batch_size=8", "--set", "encoder.preset=tiny", *QUIET_RUN,
+    )),
+    "vision": (True, (
+        "vision.mae", "--root", str(SHARED_DATA / "cifar10"), "--set", "data.max_per_class=8",
+        "--set", "train.batch_size=16", "--set", "encoder.depth=2", *QUIET_RUN,
+    )),
+    "graph": (True, ("graph.graphmae", "--root", str(SHARED_DATA / "planetoid"), *QUIET_RUN)),
+    "timeseries": (False, ("timeseries.ts2vec", "--recipe", "dataset=ItalyPowerDemand", *QUIET_RUN)),
+}  # fmt: skip
+WHEEL_TOOLS: tuple[str, ...] = ("build>=1.2", "twine>=5")
+
+
+@nox.session(tags=["ci"])
+def wheels(session: nox.Session) -> None:
+    """What users install: build and check every distribution, then ssl-core + one plugin from the wheels.
+
+    Builds the wheel and sdist of all five distributions (``python -m build``), checks them
+    with ``twine check``, and creates a clean virtualenv (no shared layer, no constraints
+    file: the newest versions the declared ranges allow). For each plugin in turn it installs
+    ssl-core and that plugin from the wheels, proves no other plugin is importable, runs the
+    plugin's tests and a tiny-data ``ssl run``, and uninstalls the plugin before the next.
+    """
+    session.install(*WHEEL_TOOLS)
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for path in all_own_packages():
+        session.run("python", "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), path, silent=True)
+    built = sorted(str(p) for p in dist.iterdir())
+    session.log("built: " + ", ".join(Path(p).name for p in built))
+    session.run("twine", "check", "--strict", *built)
+
+    users = Path(session.create_tmp()) / "users-venv"
+    shutil.rmtree(users, ignore_errors=True)
+    session.run(sys.executable, "-m", "venv", str(users), external=True)
+    python = str(users / "bin" / "python")
+
+    def wheel(distribution: str) -> str:
+        name = distribution.replace("-", "_")
+        (found,) = [p for p in built if Path(p).name.startswith(f"{name}-") and p.endswith(".whl")]
+        return found
+
+    pip = [python, "-m", "pip", "install", "--progress-bar", "off"]
+    for plugin, module in PLUGINS.items():
+        session.log(f"ssl-core + ssl-{plugin} from wheels, newest dependencies")
+        session.run(*pip, wheel("ssl-core"), f"{wheel(f'ssl-{plugin}')}[test]", external=True)
+        others = [m for name, m in PLUGINS.items() if name != plugin]
+        session.run(python, "-c", ISOLATION_PROBE, module, *others, external=True)
+        session.run(python, "-m", "pip", "list", "--format=freeze", external=True, silent=False)
+        session.run(
+            python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{plugin_dir(plugin)}/tests", external=True
+        )
+        needs_data, arguments = TINY_RUNS[plugin]
+        if needs_data and not SHARED_DATA.is_dir():
+            session.log(f"skipping the tiny ssl run of ssl-{plugin}: {SHARED_DATA} is absent")
+        else:
+            out = Path(session.create_tmp()) / f"tiny-{plugin}"
+            shutil.rmtree(out, ignore_errors=True)
+            session.run(str(users / "bin" / "ssl"), "run", *arguments, "--out", str(out), external=True)
+            if not (out / "metrics.json").is_file():
+                session.error(f"the tiny ssl run of ssl-{plugin} wrote no metrics.json")
+        session.run(python, "-m", "pip", "uninstall", "--yes", f"ssl-{plugin}", external=True)
+
+
 @nox.session(venv_params=LAYER_VENV_PARAMS)
 def demo(session: nox.Session) -> None:
     """The README's main job: the quickstart pipeline end to end."""
