@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_core import Encoder, embed
-from ssl_core.functional import warn_if_solver_capped
+from ssl_core.functional import warn_if_few_labels, warn_if_solver_capped
 
 __all__ = ["GraphSVMEvaluator", "NodeProbeEvaluator", "node_probe"]
 
@@ -52,6 +53,13 @@ def node_probe(
     accuracy (ties go to the later epoch, as GraphMAE's ``>=``), the final test accuracy and
     the best validation accuracy.
 
+    Small graphs adapt with a warning naming ``graph.node_probe``: fewer train nodes than
+    classes or test classes without a train node still probe; with no validation node the
+    last epoch is taken (``val_accuracy`` is NaN); with no test node the accuracies are NaN.
+
+    Raises:
+        ValueError: ``train_mask`` selects no node (there is nothing to fit).
+
     Example:
         >>> import torch
         >>> emb = torch.cat([torch.zeros(10, 2), torch.ones(10, 2)])
@@ -60,6 +68,21 @@ def node_probe(
         >>> node_probe(emb, y, m, m, m, epochs=100)["accuracy"]
         1.0
     """
+    if not bool(train_mask.any()):
+        raise ValueError("graph.node_probe: train_mask selects no node; the probe needs labelled train nodes")
+    warn_if_few_labels("graph.node_probe", labels[train_mask], labels[test_mask])
+    has_val, has_test = bool(val_mask.any()), bool(test_mask.any())
+    if not has_val:
+        warnings.warn(
+            "graph.node_probe: val_mask selects no node, so the last epoch is scored (no model selection)",
+            UserWarning,
+            stacklevel=2,
+        )
+    if not has_test:
+        warnings.warn(
+            "graph.node_probe: test_mask selects no node; the test accuracy is NaN", UserWarning, stacklevel=2
+        )
+    nan = float("nan")
     generator = torch.Generator().manual_seed(seed)
     num_classes = int(labels.max()) + 1
     head = nn.Linear(embeddings.shape[1], num_classes).to(embeddings.device)
@@ -77,11 +100,11 @@ def node_probe(
         optimizer.step()
         with torch.no_grad():
             correct = head(embeddings).argmax(dim=1) == labels
-            val_acc = float(correct[val_mask].float().mean())
-            test_acc = float(correct[test_mask].float().mean())
+            val_acc = float(correct[val_mask].float().mean()) if has_val else 0.0
+            test_acc = float(correct[test_mask].float().mean()) if has_test else nan
         if val_acc >= best_val:
             best_val, best_test = val_acc, test_acc
-    return {"accuracy": best_test, "final_accuracy": test_acc, "val_accuracy": best_val}
+    return {"accuracy": best_test, "final_accuracy": test_acc, "val_accuracy": best_val if has_val else nan}
 
 
 class NodeProbeEvaluator:
@@ -145,6 +168,13 @@ class GraphSVMEvaluator:
     only (GraphMAE scores on all graphs). Each libsvm fit stops after ``max_iter``
     iterations (GraphMAE sets no cap; a ``RuntimeWarning`` says when the cap was hit).
 
+    Small data sets adapt with a warning naming ``graph.svm``: when the smallest class has
+    fewer graphs than ``folds``, it sets the number of outer folds; an inner search with
+    fewer than 2 graphs of some class becomes a plain ``SVC(C=1)``; with a single graph in
+    some class no cross-validation is possible and ``accuracy`` is that of a plain
+    ``SVC(C=1)`` on the graphs it was fitted on (``accuracy_std`` 0); with a single class
+    it is 1.0.
+
     Example:
         >>> GraphSVMEvaluator().c_grid
         (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -175,16 +205,46 @@ class GraphSVMEvaluator:
             raise ValueError("GraphSVMEvaluator needs graph-level batches (a 'batch' vector); use graph.node_probe")
         features, labels = embed(encoder, batches)
         x, y = features.numpy(), labels.numpy()
-        scores = []
+        warn_if_few_labels("graph.svm", y)
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        if len(np.unique(y)) < 2:  # warned above; SVC cannot fit one class, the constant prediction is exact
+            return {"accuracy": 1.0, "accuracy_std": 0.0}
         svm = SVC(random_state=42, max_iter=self.max_iter)
+        plain = SVC(C=1.0, random_state=42, max_iter=self.max_iter)
+        if smallest < 2:
+            warnings.warn(
+                "graph.svm: a class has a single graph, so no cross-validation is possible; the accuracy is that of "
+                "a plain SVC(C=1) on the graphs it was fitted on (a training accuracy)",
+                UserWarning,
+                stacklevel=2,
+            )
+            with warn_if_solver_capped("graph.svm", self.max_iter):
+                return {"accuracy": float(plain.fit(x, y).score(x, y)), "accuracy_std": 0.0}
+        folds = min(self.folds, smallest)
+        if folds < self.folds:
+            warnings.warn(
+                f"graph.svm: the smallest class has {smallest} graphs, fewer than folds={self.folds}; "
+                f"using {folds}-fold cross-validation",
+                UserWarning,
+                stacklevel=2,
+            )
+        scores: list[float] = []
+        plain_folds = 0
         with warn_if_solver_capped("graph.svm", self.max_iter):
-            for train_idx, test_idx in StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(x, y):
-                inner = int(min(5, np.bincount(y[train_idx]).min()))  # small classes: fewer inner folds
-                if inner < 2:
-                    raise ValueError(
-                        "GraphSVMEvaluator: a class has fewer than 2 graphs in a training fold; use fewer folds"
-                    )
-                search = GridSearchCV(svm, {"C": list(self.c_grid)}, cv=inner, n_jobs=1)
-                search.fit(x[train_idx], y[train_idx])
-                scores.append(float((search.predict(x[test_idx]) == y[test_idx]).mean()))
+            for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(x, y):
+                inner = int(min(5, np.unique(y[train_idx], return_counts=True)[1].min()))  # small classes: fewer
+                if inner < 2:  # no inner search possible: a plain SVC(C=1)
+                    plain_folds += 1
+                    model = plain.fit(x[train_idx], y[train_idx])
+                else:
+                    model = GridSearchCV(svm, {"C": list(self.c_grid)}, cv=inner, n_jobs=1)
+                    model.fit(x[train_idx], y[train_idx])
+                scores.append(float((model.predict(x[test_idx]) == y[test_idx]).mean()))
+        if plain_folds:
+            warnings.warn(
+                f"graph.svm: in {plain_folds} of {folds} folds a class had a single training graph, so C was not "
+                "searched there (plain SVC(C=1))",
+                UserWarning,
+                stacklevel=2,
+            )
         return {"accuracy": float(np.mean(scores)), "accuracy_std": float(np.std(scores))}
