@@ -256,7 +256,9 @@ def _parser() -> tuple[argparse.ArgumentParser, Any]:
     p.add_argument("checkpoint", help="a checkpoint .pt file or a run directory")
     p.add_argument("--evaluator", action="append", default=[], metavar="NAME", help="evaluator(s) to run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the stored config")
-    p.add_argument("--root", default=None, help="dataset root directory")
+    p.add_argument(
+        "--root", default=None, help="dataset root directory (default: the one the run recorded; pass it if moved)"
+    )
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p.set_defaults(func=_cmd_evaluate)
     return parser, sub

@@ -137,8 +137,10 @@ def load_encoder(
 ) -> LoadedEncoder:
     """Rebuild the encoder saved by ``ssl run`` (a checkpoint file, or a run directory: its latest one).
 
-    The dataset is rebuilt from the stored config (``root`` overrides its folder), since
-    the encoder's sizes can depend on it.
+    The dataset is rebuilt from the stored config, since the encoder's sizes can depend
+    on it: from the root the run recorded (``data.root``, written when the run was given
+    one), or from ``root``, which overrides it (the data has moved). When the dataset
+    cannot be rebuilt the error says so and to pass ``root`` (``--root``).
 
     Example:
         >>> loaded = load_encoder("runs/quickstart")  # doctest: +SKIP
@@ -163,7 +165,17 @@ def load_encoder(
         raise ConfigError(f"{path} was not written by `ssl run` (no config/encoder inside)")
     cfg = load_config(state["config"], overrides)
     registry = registry or default_registry()
-    splits = build_dataset(cfg, registry, root=root)
+    recorded = cfg.data.params.get("root")
+    try:
+        splits = build_dataset(cfg, registry, root=root)
+    except (ConfigError, OSError) as exc:
+        if root is not None:
+            raise
+        where = f"from the root the run recorded, {recorded}" if recorded else "(the run recorded no dataset root)"
+        raise ConfigError(
+            f"{exc} (while rebuilding the dataset of {path} {where}); if its data has moved, pass --root DIR to "
+            "`ssl evaluate` (root= to load_encoder)"
+        ) from exc
     encoder = build_encoder(cfg, splits, registry)
     encoder.load_state_dict(state["encoder"])
     return LoadedEncoder(encoder=encoder, splits=splits, config=cfg)

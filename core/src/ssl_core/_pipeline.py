@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,11 +195,17 @@ def build_evaluators(
 
 
 def build_dataset(cfg: PipelineConfig, registry: Registry | None = None, *, root: str | None = None) -> DatasetSplits:
-    """Build ``cfg.data`` (``root`` overrides its folder); checks it returns non-empty ``DatasetSplits``."""
+    """Build ``cfg.data`` (``root`` overrides its folder); checks it returns non-empty ``DatasetSplits``.
+
+    A given ``root`` is also recorded in ``cfg`` as ``data.root`` (made absolute), so the
+    config a run stores (``config.toml``, the checkpoints) says where its data was and
+    ``ssl evaluate RUN_DIR`` finds it again without ``--root``.
+    """
     registry = registry or default_registry()
     data_params = dict(cfg.data.params)
     if root is not None:
         data_params["root"] = root
+        cfg.data.params = {**cfg.data.params, "root": os.path.abspath(os.path.expanduser(root))}
     splits = build_component(registry.get("dataset", cfg.data.name), data_params, {}, f"dataset {cfg.data.name!r}")
     if not isinstance(splits, DatasetSplits):
         raise ConfigError(f"dataset {cfg.data.name!r} returned {type(splits).__name__}, not DatasetSplits")
