@@ -30,6 +30,8 @@ class UtteranceProbeEvaluator:
     column (FSDD batches carry ``digit`` and ``speaker``); the metrics are ``accuracy`` and
     the learned ``layer_weight_{i}``. ``target`` is the pipeline file's choice: it is not a
     ``data_params`` entry, so the dataset's ``info["target"]`` (FSDD's ``y`` column) never sets it.
+    Fewer train utterances than classes, or test classes missing from the train split, give a
+    warning naming ``speech.utterance_probe`` and the target (the probe still runs).
 
     Example:
         >>> UtteranceProbeEvaluator().epochs
@@ -51,6 +53,8 @@ class UtteranceProbeEvaluator:
         self.probe = LayerWeightedProbeEvaluator(
             epochs=epochs, lr=lr, hidden_dim=hidden_dim, weight_decay=weight_decay, seed=seed
         )
+        # small or lopsided splits (fewer utterances than classes, a class missing from train) warn under this name
+        self.probe.component = f"speech.utterance_probe (target {target!r})"
 
     def __call__(
         self, encoder: Encoder, train: Iterable[dict[str, Any]], test: Iterable[dict[str, Any]]

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ssl_core import Features
-from ssl_core.functional import warn_if_solver_capped
+from ssl_core.functional import warn_if_few_labels, warn_if_solver_capped
 
 from .functional import masked_max_pool
 
@@ -88,8 +89,12 @@ def fit_svm(
 ) -> Any:
     """TS2Vec's SVM: grid search of C (RBF, ``gamma="scale"``, 5-fold) or a plain SVC with ``C=inf``.
 
-    The plain SVC is used when there are fewer than 5 samples per class on average or
-    fewer than 50 in all, or when some class has fewer samples than folds.
+    The plain SVC is used, as in TS2Vec, when there are fewer than 5 samples per class on
+    average or fewer than 50 in all. Otherwise, when some class has fewer samples than
+    ``cv`` folds, the grid search uses as many folds as that class has samples (a warning
+    naming ``name`` says so), and with a single sample in some class it falls back to the
+    plain SVC (with a warning). A train split of a single class gives a warning and a
+    model that always predicts that class (an SVC cannot be fitted to one class).
     Every libsvm fit stops after ``max_iter`` iterations (:data:`SVM_MAX_ITER`, TS2Vec's
     grid-search cap, by default); when a fit hits the cap a ``RuntimeWarning`` naming
     ``name`` says so, and the result is the unconverged SVM.
@@ -107,15 +112,43 @@ def fit_svm(
     if max_iter < 1:
         raise ValueError(f"{name}: max_iter must be a positive number of solver iterations, got {max_iter}")
     classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        from sklearn.dummy import DummyClassifier
+
+        warnings.warn(
+            f"{name}: the train split holds a single class ({classes[0] if len(classes) else 'none'}); "
+            "the model always predicts it and its accuracy means little",
+            UserWarning,
+            stacklevel=2,
+        )
+        constant = DummyClassifier(strategy="most_frequent").fit(features, labels)
+        constant.C = float("nan")  # no C was chosen
+        return constant
     svm = SVC(C=float("inf"), gamma="scale", max_iter=max_iter)
+    folds = min(cv, int(counts.min()))
+    if len(features) // len(classes) >= 5 and len(features) >= 50 and folds < cv:  # TS2Vec's rule keeps the search
+        if folds < 2:
+            warnings.warn(
+                f"{name}: a class has a single train sample, fewer than cv={cv} folds; no C search is possible, "
+                "so a plain SVC(C=inf) is fitted",
+                UserWarning,
+                stacklevel=2,
+            )
+        else:
+            warnings.warn(
+                f"{name}: the smallest class has {folds} train samples, fewer than cv={cv}; "
+                f"the C search uses {folds}-fold cross-validation",
+                UserWarning,
+                stacklevel=2,
+            )
     with warn_if_solver_capped(name, max_iter):
-        if len(features) // len(classes) < 5 or len(features) < 50 or counts.min() < cv:
+        if len(features) // len(classes) < 5 or len(features) < 50 or folds < 2:
             return svm.fit(features, labels)
         if len(features) > max_samples:
             features, _, labels, _ = train_test_split(
                 features, labels, train_size=max_samples, random_state=seed, stratify=labels
             )
-        search = GridSearchCV(svm, {"C": list(SVM_C_GRID), "kernel": ["rbf"], "gamma": ["scale"]}, cv=cv, n_jobs=1)
+        search = GridSearchCV(svm, {"C": list(SVM_C_GRID), "kernel": ["rbf"], "gamma": ["scale"]}, cv=folds, n_jobs=1)
         search.fit(features, labels)
         return search.best_estimator_
 
@@ -127,7 +160,11 @@ class SVMEvaluator:
     ignored; ``pooling = "pooled"`` uses ``Features.pooled``); an RBF SVC is fitted on
     the train split with TS2Vec's C grid search (:func:`fit_svm`) and scored on the test split.
 
-    Returns ``accuracy`` and ``svm_c`` (the chosen C; ``inf`` is reported as ``-1``).
+    Returns ``accuracy`` and ``svm_c`` (the chosen C; ``inf`` is reported as ``-1``, and
+    ``0`` when no SVC could be fitted because the train split holds a single class).
+    Fewer train samples than classes, or test classes missing from the train split, give
+    a warning naming ``timeseries.svm``; small classes reduce the search's folds (see
+    :func:`fit_svm`).
     ``max_iter`` caps each libsvm fit (TS2Vec's 10,000,000 by default), so a weak encoder
     cannot make the evaluation run forever; a ``RuntimeWarning`` says when the cap was hit.
 
@@ -156,7 +193,8 @@ class SVMEvaluator:
     ) -> dict[str, float]:
         x_train, y_train = instance_representations(encoder, train, self.pooling)
         x_test, y_test = instance_representations(encoder, test, self.pooling)
+        warn_if_few_labels("timeseries.svm", y_train, y_test)
         svm = fit_svm(x_train, y_train, cv=self.cv, max_samples=self.max_samples, max_iter=self.max_iter)
         accuracy = float((svm.predict(x_test) == y_test).mean())
         c = float(svm.C)
-        return {"accuracy": accuracy, "svm_c": c if np.isfinite(c) else -1.0}
+        return {"accuracy": accuracy, "svm_c": -1.0 if np.isposinf(c) else 0.0 if np.isnan(c) else c}
