@@ -6,7 +6,7 @@ batches are ``{"x": [B, T, C], "y": [B], "padding_mask": [B, T], "index": [B]}``
 ``index`` is the sample's row in its split, so errors can name it).
 
 Example:
-    >>> splits = ucr("GunPoint")
+    >>> splits = ucr(dataset="GunPoint")
     >>> len(splits.train), splits.info["in_channels"], splits.num_classes
     (50, 1, 2)
 """
