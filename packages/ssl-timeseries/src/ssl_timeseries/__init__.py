@@ -20,7 +20,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import functional
-from ._data import SeriesDataset, arrays, collate_series, known_datasets, ts2vec_normalize, ucr
+from ._data import SeriesDataError, SeriesDataset, arrays, collate_series, known_datasets, ts2vec_normalize, ucr
 from ._encoders import TS2VecEncoder
 from ._evaluators import SVMEvaluator, fit_svm, instance_representations
 from ._objectives import MVPObjective, TS2VecObjective
@@ -40,6 +40,7 @@ __all__ = [
     "MVPObjective",
     "PatchTSTEncoder",
     "SVMEvaluator",
+    "SeriesDataError",
     "SeriesDataset",
     "SubsequenceMaskViews",
     "TS2VecEncoder",
