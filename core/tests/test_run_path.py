@@ -4,6 +4,7 @@ hooks come from discovery, and a staged pipeline under torchrun evaluates and wr
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
 import subprocess
@@ -270,3 +271,67 @@ def test_resume_from_a_checkpoint_without_history_reads_the_log(tmp_path: Path) 
     ssl_core.save_checkpoint(last, state)
     resumed = ssl_core.run(pipeline, out=tmp_path, resume=True, overrides=["train.steps=5"])
     assert [row["step"] for row in resumed.history] == [1, 2, 3, 4, 5]
+
+
+SIGNAL_SCRIPT = """
+import json, os, signal, sys
+import torch
+torch.set_num_threads(1)
+import ssl_core
+
+pipeline, out, mode = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+class SignalAtThree:
+    @ssl_core.hookimpl
+    def ssl_on_step_end(self, step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGUSR1 if mode == "usr1" else signal.SIGTERM)
+
+hooks = ssl_core.make_plugin_manager(load_entry_points=False)
+if mode in ("term", "usr1"):
+    hooks.register(SignalAtThree())
+try:
+    ssl_core.run(pipeline, out=out, resume=mode == "resume", hooks=hooks)
+except ssl_core.PreemptedError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(ssl_core.EXIT_PREEMPTED)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["term", "usr1"])
+def test_a_preemption_signal_checkpoints_at_the_step_and_resume_is_exact(tmp_path: Path, signal_name: str) -> None:
+    script = tmp_path / "preempt_script.py"
+    script.write_text(SIGNAL_SCRIPT)
+    pipeline = json.dumps({**TINY, "train": {**TINY["train"], "steps": 6, "checkpoint_every": 0}})
+
+    def launch(out: Path, mode: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), pipeline, str(out), mode]
+        return subprocess.run(command, capture_output=True, text=True, env=SCRIPT_ENV, timeout=240)
+
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert launch(straight, "full").returncode == 0
+    signalled = launch(stopped, signal_name)
+    assert signalled.returncode == ssl_core.EXIT_PREEMPTED == 75, signalled.stderr
+    expected = "SIGUSR1" if signal_name == "usr1" else "SIGTERM"
+    # sent after step 3's boundary check, so it is honoured at the next boundary
+    assert f"{expected} received: stopped after step 4" in signalled.stderr
+    assert sorted(p.name for p in (stopped / "checkpoints").iterdir()) == ["step-000004.pt"]  # no periodic ones
+    assert launch(stopped, "resume").returncode == 0
+    with (straight / "log.csv").open() as a, (stopped / "log.csv").open() as b:
+        assert [r["loss"] for r in csv.DictReader(a)] == [r["loss"] for r in csv.DictReader(b)]  # bit for bit
+    x = ssl_core.load_checkpoint(straight / "checkpoints" / "step-000006.pt", weights_only=False)["model"]
+    y = ssl_core.load_checkpoint(stopped / "checkpoints" / "step-000006.pt", weights_only=False)["model"]
+    assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_the_cli_exits_75_after_a_preemption(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_module = importlib.import_module("ssl_core._run")
+
+    def preempted(*args: Any, **kwargs: Any) -> None:
+        raise ssl_core.PreemptedError("SIGTERM", 7, "runs/x/checkpoints/step-000007.pt")
+
+    monkeypatch.setattr(run_module, "run", preempted)
+    assert cli_main(["run", "--out", "unused"]) == 75
+    assert "SIGTERM received: stopped after step 7" in capsys.readouterr().err

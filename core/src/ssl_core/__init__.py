@@ -18,6 +18,7 @@ from ._version import PLUGIN_API_VERSION, __version__
 
 __all__ = [
     "CAPABILITIES",
+    "EXIT_PREEMPTED",
     "MODALITIES",
     "PLUGIN_API_VERSION",
     "STANDARD_DATA_FACTS",
@@ -48,6 +49,7 @@ __all__ = [
     "ObjectiveConfig",
     "PipelineConfig",
     "PluginLoadError",
+    "PreemptedError",
     "Recipe",
     "Registry",
     "RunResult",
@@ -119,6 +121,8 @@ _LAZY: dict[str, str] = {
     "ConfigError": "_errors",
     "IncompatibleComponentsError": "_errors",
     "NonFiniteLossError": "_errors",
+    "PreemptedError": "_errors",
+    "EXIT_PREEMPTED": "_errors",
     "PluginLoadError": "_errors",
     "SSLCoreError": "_errors",
     "DatasetProvider": "_protocols",
@@ -208,12 +212,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._distributed import DistributedContext, all_gather_with_grad, init_distributed
     from ._ema import ema_update_, make_teacher
     from ._errors import (
+        EXIT_PREEMPTED,
         ComponentNotFoundError,
         ConfigError,
         EncoderWeightsMismatchError,
         IncompatibleComponentsError,
         NonFiniteLossError,
         PluginLoadError,
+        PreemptedError,
         SSLCoreError,
     )
     from ._evaluate import LoadedEncoder, evaluate, evaluate_checkpoint, load_encoder

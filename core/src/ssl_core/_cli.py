@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._discovery import COMPONENT_GROUPS, DiscoveryReport, scan_plugins
-from ._errors import SSLCoreError
+from ._errors import EXIT_PREEMPTED, PreemptedError, SSLCoreError
 from ._version import __version__
 
 __all__ = ["main"]
@@ -298,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except PreemptedError as exc:
+        print(f"ssl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except SSLCoreError as exc:
         if args.debug:
             raise

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_PREEMPTED",
     "ComponentNotFoundError",
     "ConfigError",
     "EncoderWeightsMismatchError",
     "IncompatibleComponentsError",
     "NonFiniteLossError",
     "PluginLoadError",
+    "PreemptedError",
     "SSLCoreError",
 ]
 
@@ -96,6 +98,23 @@ class IncompatibleComponentsError(ConfigError):
 
 class EncoderWeightsMismatchError(IncompatibleComponentsError):
     """Given encoder weights (an earlier stage's, a checkpoint's) do not fit the encoder built here."""
+
+
+class PreemptedError(SSLCoreError):
+    """SIGTERM or SIGUSR1 arrived: a checkpoint was written at the step boundary; continue with ``--resume``.
+
+    ``ssl run`` exits with :data:`EXIT_PREEMPTED` (75, ``EX_TEMPFAIL``: try again later), which a
+    scheduler's requeue logic can tell apart from a failure.
+    """
+
+    def __init__(self, signal_name: str, step: int, checkpoint: str | None) -> None:
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+        kept = f"checkpoint {checkpoint} written" if checkpoint else "no output directory, so no checkpoint"
+        super().__init__(f"{signal_name} received: stopped after step {step}, {kept}; continue with --resume")
+
+
+EXIT_PREEMPTED = 75
+"""Exit status of ``ssl run`` after a pre-emption signal (``EX_TEMPFAIL``)."""
 
 
 class NonFiniteLossError(SSLCoreError, FloatingPointError):

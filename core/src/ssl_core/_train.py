@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -39,7 +41,7 @@ from ._checkpoint import (
 from ._config import TrainConfig
 from ._device import autocast_context, move_to_device, needs_grad_scaler
 from ._distributed import DistributedContext, all_reduce_mean, wrap_model
-from ._errors import ConfigError, NonFiniteLossError
+from ._errors import ConfigError, NonFiniteLossError, PreemptedError
 from ._meters import ThroughputMeter, peak_memory_mb
 from ._protocols import Batch, Views
 from ._sampler import LengthBucketBatchSampler, dataset_lengths
@@ -401,6 +403,44 @@ def _check_finite(loss: Tensor, step: int, ctx: DistributedContext, last_ckpt: P
         raise NonFiniteLossError(step, value, str(last_ckpt) if last_ckpt else None)
 
 
+class _StopSignals:
+    """Notes SIGTERM / SIGUSR1 (what SLURM and cloud schedulers send before pre-emption) while training runs.
+
+    Handlers are installed only in the main thread and restored afterwards. Training checks
+    :meth:`requested` at each step boundary; under ``torchrun`` a signal on any rank stops all.
+    """
+
+    NAMES = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._note)
+        return self
+
+    def _note(self, number: int, frame: Any) -> None:
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def requested(self, ctx: DistributedContext) -> str | None:
+        """The signal's name when training must stop now (on every rank together), else ``None``."""
+        if ctx.world_size == 1:
+            return self.received
+        flag = torch.tensor([1.0 if self.received else 0.0], device=ctx.device)
+        if float(all_reduce_mean(flag)) == 0.0:
+            return None
+        return self.received or "a pre-emption signal (on another rank)"
+
+
 def _due(step: int, every: int, total: int, *, first: bool = False) -> bool:
     return (every > 0 and step % every == 0) or step == total or (first and step == 1)
 
@@ -434,6 +474,8 @@ def train(
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
+        PreemptedError: SIGTERM or SIGUSR1 arrived; a checkpoint was written at the step
+            boundary (with ``out_dir``), and ``resume=True`` continues exactly.
     """
     parts = _Parts.build(encoder, objective, cfg, ctx)
     state = TrainState.fresh(seed, ctx)
@@ -448,23 +490,27 @@ def train(
     batches = _BatchStream(dataset, collate, cfg, ctx, seed, state)
     meter, started = ThroughputMeter(), time.perf_counter()
     parts.wrapped.train()
-    while state.step < cfg.steps:
-        logged, samples = _optimizer_step(parts, batches, views, state, cfg, ctx, last_ckpt)
-        state.step += 1
-        on_step_end = getattr(parts.model.objective, "on_step_end", None)
-        if callable(on_step_end):
-            on_step_end(state.step, cfg.steps)
-        meter.update(samples * ctx.world_size)
-        row = {"step": float(state.step), "epoch": float(state.epoch), **logged,
-               "samples_per_second": meter.rate(), "seconds": time.perf_counter() - started}  # fmt: skip
-        if _due(state.step, cfg.log_every, cfg.steps, first=True):
-            state.history.append(row)
+    with _StopSignals() as signals:
+        while state.step < cfg.steps:
+            logged, samples = _optimizer_step(parts, batches, views, state, cfg, ctx, last_ckpt)
+            state.step += 1
+            on_step_end = getattr(parts.model.objective, "on_step_end", None)
+            if callable(on_step_end):
+                on_step_end(state.step, cfg.steps)
+            meter.update(samples * ctx.world_size)
+            row = {"step": float(state.step), "epoch": float(state.epoch), **logged,
+                   "samples_per_second": meter.rate(), "seconds": time.perf_counter() - started}  # fmt: skip
+            if _due(state.step, cfg.log_every, cfg.steps, first=True):
+                state.history.append(row)
+                if events is not None:
+                    events.ssl_log_metrics(step=state.step, metrics=row)
+            stop = signals.requested(ctx)  # pre-emption: checkpoint at this step boundary, then stop
+            if ckpt_dir is not None and (stop or _due(state.step, cfg.checkpoint_every, cfg.steps)):
+                last_ckpt = _save(ckpt_dir, parts, state, ctx, config_dict, cfg.keep_checkpoints)
             if events is not None:
-                events.ssl_log_metrics(step=state.step, metrics=row)
-        if ckpt_dir is not None and _due(state.step, cfg.checkpoint_every, cfg.steps):
-            last_ckpt = _save(ckpt_dir, parts, state, ctx, config_dict, cfg.keep_checkpoints)
-        if events is not None:
-            events.ssl_on_step_end(step=state.step, metrics=row)
+                events.ssl_on_step_end(step=state.step, metrics=row)
+            if stop and state.step < cfg.steps:
+                raise PreemptedError(stop, state.step, str(last_ckpt) if last_ckpt else None)
     seconds = time.perf_counter() - started
     if events is not None:
         events.ssl_on_train_end(summary={"steps": state.step, "seconds": seconds})
