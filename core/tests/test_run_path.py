@@ -335,3 +335,69 @@ def test_the_cli_exits_75_after_a_preemption(
     monkeypatch.setattr(run_module, "run", preempted)
     assert cli_main(["run", "--out", "unused"]) == 75
     assert "SIGTERM received: stopped after step 7" in capsys.readouterr().err
+
+
+NODE_SCRIPT = """
+import json, sys
+import torch
+torch.set_num_threads(1)
+import ssl_core
+
+ssl_core.run(json.loads(sys.argv[1]), out=sys.argv[2])
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_two_nodes_on_one_machine_match_one_process(tmp_path: Path) -> None:
+    script = tmp_path / "node.py"
+    script.write_text(NODE_SCRIPT)
+    pipeline = json.dumps({**TINY, "train": {**TINY["train"], "steps": 4}})
+    single = subprocess.run(
+        [sys.executable, str(script), pipeline, str(tmp_path / "single")],
+        capture_output=True, text=True, env=SCRIPT_ENV, timeout=240,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc_per_node",
+                "1",
+                "--node_rank",
+                str(rank),
+                "--rdzv_backend",
+                "c10d",
+                "--rdzv_endpoint",
+                endpoint,
+                "--rdzv_id",
+                "ssl-test",
+                str(script),
+                pipeline,
+                str(tmp_path / "nodes"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=SCRIPT_ENV,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=240) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    metrics = json.loads((tmp_path / "nodes" / "metrics.json").read_text())
+    assert metrics["train"]["world_size"] == 2
+    with (tmp_path / "single" / "log.csv").open() as a, (tmp_path / "nodes" / "log.csv").open() as b:
+        one, two = [float(r["loss"]) for r in csv.DictReader(a)], [float(r["loss"]) for r in csv.DictReader(b)]
+    assert len(one) == len(two) == 4 and two == pytest.approx(one, rel=1e-5, abs=1e-6)
