@@ -54,6 +54,7 @@ __all__ = [
     "Registry",
     "RunResult",
     "SSLCoreError",
+    "SkippedItem",
     "Stage",
     "StagedPipeline",
     "ThroughputMeter",
@@ -91,6 +92,7 @@ __all__ = [
     "resolve_device",
     "restore_rng_state",
     "run",
+    "sample_generator",
     "save_checkpoint",
     "scan_plugins",
     "train",
@@ -175,6 +177,8 @@ _LAZY: dict[str, str] = {
     "make_plugin_manager": "_hooks",
     "scan_plugins": "_discovery",
     "train": "_train",
+    "SkippedItem": "_streaming",
+    "sample_generator": "_streaming",
 }
 
 
@@ -247,4 +251,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._sampler import LengthBucketBatchSampler
     from ._schedules import cosine_schedule, warmup_cosine_lr
     from ._stages import Stage, StagedPipeline, load_stages
+    from ._streaming import SkippedItem, sample_generator
     from ._train import TrainState, train

@@ -139,7 +139,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     distributed: Strategy = "auto"
-    num_workers: int = 0
+    num_workers: int | None = None  # None: a few for datasets that decode lazily, 0 for in-memory ones
     drop_last: bool = True
     bucket_by_length: bool = True
     checkpoint_every: int = 0

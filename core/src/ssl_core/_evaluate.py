@@ -29,6 +29,7 @@ from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
 from ._results import EvaluationResults
 from ._sampler import LengthBucketBatchSampler, dataset_lengths
+from ._streaming import warning_collate
 
 __all__ = ["LoadedEncoder", "eval_loader", "evaluate", "evaluate_checkpoint", "load_encoder", "write_plots"]
 
@@ -37,9 +38,9 @@ def eval_loader(dataset: Any, splits: DatasetSplits, batch_size: int) -> DataLoa
     """Evaluation batches in a fixed order; sorted by length when the dataset has ``lengths()`` (less padding)."""
     lengths = dataset_lengths(dataset)
     if lengths is None:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=splits.collate)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=warning_collate(splits.collate))
     buckets = LengthBucketBatchSampler(lengths, batch_size, shuffle=False)
-    return DataLoader(dataset, batch_sampler=buckets, collate_fn=splits.collate)
+    return DataLoader(dataset, batch_sampler=buckets, collate_fn=warning_collate(splits.collate))
 
 
 def evaluate(

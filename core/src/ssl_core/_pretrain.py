@@ -105,6 +105,8 @@ def _metrics(
             "modality": built.splits.modality,
             "num_classes": built.splits.num_classes,
             "info": jsonable(built.splits.info) or {},
+            "skipped_in_training": len(result.skipped),
+            "skipped_names": sorted(set(result.skipped))[:20],
         },
     }
 

@@ -157,6 +157,12 @@ class DatasetSplits:
         pretrain: what training iterates over when it differs from ``train`` (mini-batch
             subgraphs of one big graph, unlabelled extra data); ``None`` trains on ``train``.
         pretrain_collate: the collate function for ``pretrain``; ``None`` uses ``collate``.
+
+    The splits may hold tensors in memory or decode each item from disk in
+    ``__getitem__`` (declare ``decodes_lazily = True`` to get DataLoader workers by
+    default; define ``set_epoch(epoch)`` for per-epoch randomness, drawn from
+    :func:`ssl_core.sample_generator`; return :class:`ssl_core.SkippedItem` for an
+    unreadable file, which the loop skips, names and counts).
     """
 
     train: Dataset[Any]

@@ -61,6 +61,8 @@ class DataSummary(TypedDict):
     modality: str
     num_classes: int | None
     info: dict[str, Any]
+    skipped_in_training: int
+    skipped_names: list[str]
 
 
 class MetricsDocument(TypedDict, total=False):

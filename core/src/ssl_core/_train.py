@@ -18,6 +18,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from ._meters import ThroughputMeter, peak_memory_mb
 from ._protocols import Batch, Views
 from ._sampler import LengthBucketBatchSampler, dataset_lengths
 from ._schedules import cosine_schedule, warmup_cosine_lr
+from ._streaming import SKIPPED_KEY, resolve_num_workers, set_epoch, skipping_collate
 
 __all__ = ["PretrainModel", "TrainResult", "TrainState", "exported_encoder", "train"]
 
@@ -96,6 +98,7 @@ class TrainResult:
     checkpoint: str | None = None
     peak_memory_mb: float | None = None
     resumed_from: int | None = None
+    skipped: list[str] = field(default_factory=list)
 
 
 def _param_groups(model: nn.Module, weight_decay: float, decay_1d: bool = False) -> list[dict[str, Any]]:
@@ -206,6 +209,8 @@ class TrainState:
     batch_in_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+    skipped: list[str] = field(default_factory=list)
+    """Items the dataset could not decode (:class:`~ssl_core.SkippedItem`), in the order met."""
 
     @classmethod
     def fresh(cls, seed: int, ctx: DistributedContext) -> TrainState:
@@ -232,6 +237,7 @@ class TrainState:
             "rng": rng,
             "loader_rng": self.loader_rng.get_state(),
             "history": list(self.history),
+            "skipped": list(self.skipped),
         }
 
     def restore(self, state: Mapping[str, Any], ctx: DistributedContext) -> None:
@@ -242,6 +248,7 @@ class TrainState:
         if "loader_rng" in state:
             self.loader_rng.set_state(state["loader_rng"])
         self.history = [dict(row) for row in state.get("history", [])]
+        self.skipped = list(state.get("skipped", []))
         self.resumed_from = self.step
 
 
@@ -285,6 +292,10 @@ class _Parts:
         self.scaler.load_state_dict(state["scaler"])
 
 
+_NAMED_SKIPS = 20
+"""Skipped items named one by one in warnings (all are counted)."""
+
+
 class _BatchStream:
     """Training batches across epochs, from the state's epoch and position (exact resume), rank-sharded."""
 
@@ -302,30 +313,43 @@ class _BatchStream:
         lengths = dataset_lengths(dataset) if cfg.bucket_by_length else None
         self._epochs = _EpochBatches(len(dataset), cfg.batch_size // ctx.world_size, ctx, seed, lengths)  # type: ignore[arg-type]
         self._dataset, self._collate, self._cfg, self._ctx, self._state = dataset, collate, cfg, ctx, state
+        self._workers = resolve_num_workers(cfg.num_workers, dataset)
         self._batches = self._open(state.epoch, state.batch_in_epoch)
 
     def _open(self, epoch: int, skip: int) -> Iterator[Batch]:
+        set_epoch(self._dataset, epoch)  # before the workers copy the dataset
         loader = DataLoader(
             self._dataset,
             batch_sampler=self._epochs.batches(epoch, skip),
-            collate_fn=self._collate,
-            num_workers=self._cfg.num_workers,
+            collate_fn=skipping_collate(self._collate),
+            num_workers=self._workers,
             generator=self._state.loader_rng,
             pin_memory=self._ctx.device.type == "cuda",
         )
         return iter(loader)
 
     def next(self) -> Batch:
-        """The next batch on the training device; advances the state's epoch and position."""
-        try:
-            batch = next(self._batches)
-        except StopIteration:
-            self._state.epoch, self._state.batch_in_epoch = self._state.epoch + 1, 0
-            self._batches = self._open(self._state.epoch, 0)
-            batch = next(self._batches)
-        self._state.batch_in_epoch += 1
-        moved: Batch = move_to_device(batch, self._ctx.device)
-        return moved
+        """The next batch on the training device; advances the state's epoch and position.
+
+        Items the dataset skipped are recorded in the state (and named in a warning); a
+        batch in which every item was skipped is passed over.
+        """
+        while True:
+            try:
+                batch = next(self._batches)
+            except StopIteration:
+                self._state.epoch, self._state.batch_in_epoch = self._state.epoch + 1, 0
+                self._batches = self._open(self._state.epoch, 0)
+                batch = next(self._batches)
+            self._state.batch_in_epoch += 1
+            skipped = batch.pop(SKIPPED_KEY, []) if isinstance(batch, dict) else []
+            for name in skipped:
+                if len(self._state.skipped) < _NAMED_SKIPS:
+                    warnings.warn(f"skipped an item the dataset could not read: {name}", stacklevel=2)
+                self._state.skipped.append(name)
+            if batch:
+                moved: Batch = move_to_device(batch, self._ctx.device)
+                return moved
 
 
 def _restore_latest(parts: _Parts, state: TrainState, ckpt_dir: Path | None, ctx: DistributedContext) -> Path:
@@ -522,6 +546,7 @@ def train(
         checkpoint=str(last_ckpt) if last_ckpt else None,
         peak_memory_mb=peak_memory_mb(ctx.device),
         resumed_from=state.resumed_from,
+        skipped=state.skipped,
     )
 
 

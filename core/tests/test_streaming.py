@@ -1,0 +1,162 @@
+"""Datasets that decode in DataLoader workers: per-item randomness, skipped items, exact mid-epoch resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import ssl_core
+from ssl_core import DatasetSplits, Registry, SkippedItem, sample_generator
+
+SCRIPT_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+DATASET_SOURCE = '''
+import torch
+from ssl_core import DatasetSplits, SkippedItem, sample_generator
+from ssl_core._components import digits
+
+
+class Jittered(torch.utils.data.Dataset):
+    """Digits "decoded" on access with a per-item random jitter, as an audio crop would be."""
+
+    decodes_lazily = True
+
+    def __init__(self, x, y, broken=()):
+        self.x, self.y, self.broken, self.epoch = x, y, set(broken), 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, index):
+        if index in self.broken:
+            return SkippedItem(f"item-{index}.wav", "truncated")
+        noise = torch.randn(self.x.shape[1], generator=sample_generator(7, self.epoch, index))
+        return self.x[index] + 0.1 * noise, self.y[index]
+
+
+def collate(items):
+    return {"x": torch.stack([x for x, _ in items]), "y": torch.stack([y for _, y in items])}
+
+
+def jittered_digits(root=None, broken=()):
+    base = digits()
+    x, y = base.train.tensors
+    return DatasetSplits(Jittered(x, y, broken), base.test, collate, "vector", base.num_classes, dict(base.info))
+'''
+
+PIPELINE: dict[str, Any] = {
+    "name": "streamed",
+    "seed": 3,
+    "data": {"name": "test.jittered"},
+    "encoder": {"name": "core.mlp", "hidden_dim": 32, "embed_dim": 16},
+    "views": {"name": "core.noise"},
+    "objective": {"name": "core.simclr", "hidden_dim": 32, "proj_dim": 16},
+    "train": {"steps": 10, "batch_size": 32, "log_every": 1, "progress": False, "checkpoint_every": 1},
+    "plots": False,
+    "compare_random_init": False,
+}
+
+
+def _registry(tmp_path: Path) -> Registry:
+    sys.path.insert(0, str(tmp_path))
+    (tmp_path / "jittered_data.py").write_text(DATASET_SOURCE)
+    import jittered_data  # type: ignore[import-not-found]
+
+    registry = Registry()
+    registry.register("dataset", "test.jittered", jittered_data.jittered_digits)
+    return registry
+
+
+def test_sample_generator_depends_on_seed_epoch_and_index_only() -> None:
+    def draw(*key: int) -> list[float]:
+        return torch.rand(3, generator=sample_generator(*key)).tolist()
+
+    assert draw(0, 1, 2) == draw(0, 1, 2)
+    assert len({tuple(draw(0, 1, 2)), tuple(draw(1, 1, 2)), tuple(draw(0, 2, 2)), tuple(draw(0, 1, 3))}) == 4
+
+
+def test_skipped_items_are_named_counted_and_training_goes_on(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    registry = _registry(tmp_path)
+    pipeline = {**PIPELINE, "data": {"name": "test.jittered", "broken": [0, 1, 2]}}
+    pipeline["train"] = {**PIPELINE["train"], "steps": 60, "num_workers": 0, "checkpoint_every": 0}
+    with pytest.warns(UserWarning, match=r"skipped an item the dataset could not read: item-\d\.wav \(truncated\)"):
+        result = ssl_core.run(pipeline, out=tmp_path / "run", registry=registry)
+    data = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]
+    assert data["skipped_in_training"] >= 3  # each epoch meets them again
+    assert data["skipped_names"] == ["item-0.wav (truncated)", "item-1.wav (truncated)", "item-2.wav (truncated)"]
+    assert result.metrics["train"]["steps"] == 60
+
+
+def test_lazy_datasets_get_workers_unless_told_otherwise() -> None:
+    from ssl_core._streaming import resolve_num_workers
+
+    class Lazy:
+        decodes_lazily = True
+
+    assert resolve_num_workers(None, Lazy()) >= 1
+    assert resolve_num_workers(0, Lazy()) == 0
+    assert resolve_num_workers(None, DatasetSplits([], [], list, "vector").train) == 0
+
+
+KILL_SCRIPT = """
+import json, os, signal, sys
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[4])
+import ssl_core
+import jittered_data
+
+registry = ssl_core.Registry()
+registry.register("dataset", "test.jittered", jittered_data.jittered_digits)
+
+class KillAtFive:
+    @ssl_core.hookimpl
+    def ssl_on_step_end(self, step):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+hooks = ssl_core.make_plugin_manager(load_entry_points=False)
+if sys.argv[3] == "kill":
+    hooks.register(KillAtFive())
+ssl_core.run(json.loads(sys.argv[1]), out=sys.argv[2], resume=sys.argv[3] == "resume", hooks=hooks, registry=registry)
+"""
+
+
+def test_kill_mid_epoch_with_two_workers_then_resume_is_exact(tmp_path: Path) -> None:
+    (tmp_path / "jittered_data.py").write_text(DATASET_SOURCE)
+    script = tmp_path / "kill_script.py"
+    script.write_text(KILL_SCRIPT)
+    pipeline = json.dumps({**PIPELINE, "train": {**PIPELINE["train"], "num_workers": 2}})
+
+    def launch(out: Path, mode: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), pipeline, str(out), mode, str(tmp_path)]
+        return subprocess.run(command, capture_output=True, text=True, env=SCRIPT_ENV, timeout=300)
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert launch(straight, "full").returncode == 0
+    assert launch(killed, "kill").returncode == -9
+    state = ssl_core.load_checkpoint(killed / "checkpoints" / "step-000005.pt", weights_only=False)
+    assert state["epoch"] == 0 and 0 < state["batch_in_epoch"] < 1257 // 32  # really mid-epoch
+    resumed = launch(killed, "resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with (straight / "log.csv").open() as a, (killed / "log.csv").open() as b:
+        assert [r["loss"] for r in csv.DictReader(a)] == [r["loss"] for r in csv.DictReader(b)]
+    x = ssl_core.load_checkpoint(straight / "checkpoints" / "step-000010.pt", weights_only=False)["model"]
+    y = ssl_core.load_checkpoint(killed / "checkpoints" / "step-000010.pt", weights_only=False)["model"]
+    assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_skipped_item_text() -> None:
+    assert str(SkippedItem("a.wav")) == "a.wav" and str(SkippedItem("a.wav", "empty")) == "a.wav (empty)"
