@@ -160,3 +160,16 @@ def test_kill_mid_epoch_with_two_workers_then_resume_is_exact(tmp_path: Path) ->
 
 def test_skipped_item_text() -> None:
     assert str(SkippedItem("a.wav")) == "a.wav" and str(SkippedItem("a.wav", "empty")) == "a.wav (empty)"
+
+
+def test_each_split_is_embedded_once_for_all_evaluators() -> None:
+    from ssl_core import KNNEvaluator, LinearProbeEvaluator, evaluate
+    from ssl_core._components import MLPEncoder, digits
+
+    splits = digits()
+    encoder = MLPEncoder(in_dim=64, hidden_dim=16, embed_dim=8)
+    seen: list[int] = []
+    encoder.register_forward_hook(lambda module, args, output: seen.append(len(args[0]["x"])))
+    evaluators = {"knn": KNNEvaluator(k=[5]), "probe": LinearProbeEvaluator(epochs=5)}
+    evaluate(encoder, splits, evaluators, batch_size=256)
+    assert sum(seen) == len(splits.train) + len(splits.test)  # not twice, although two evaluators ran

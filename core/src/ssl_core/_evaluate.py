@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from ._checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from ._config import PipelineConfig, load_config, to_dict
 from ._errors import ConfigError
+from ._evaluators import shared_embeddings
 from ._pipeline import build_dataset, build_encoder, build_evaluators
 from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
@@ -60,14 +61,19 @@ def evaluate(
     results: EvaluationResults = {}
     train_loader = eval_loader(splits.train, splits, batch_size)
     test_loader = eval_loader(splits.test, splits, batch_size)
-    for name, evaluator in evaluators.items():
-        started = time.perf_counter()
-        metrics = {k: float(v) for k, v in evaluator(encoder, train_loader, test_loader).items()}
-        metrics["seconds"] = time.perf_counter() - started
-        results[name] = metrics
-        if hooks is not None:
-            hooks.hook.ssl_on_evaluate_end(evaluator=f"{label}{name}", metrics=metrics)
+    with shared_embeddings():  # each split is embedded once, whatever the number of evaluators
+        for name, evaluator in evaluators.items():
+            results[name] = _timed(evaluator, encoder, train_loader, test_loader)
+            if hooks is not None:
+                hooks.hook.ssl_on_evaluate_end(evaluator=f"{label}{name}", metrics=results[name])
     return results
+
+
+def _timed(evaluator: Any, encoder: nn.Module, train_loader: Any, test_loader: Any) -> dict[str, float]:
+    started = time.perf_counter()
+    metrics = {k: float(v) for k, v in evaluator(encoder, train_loader, test_loader).items()}
+    metrics["seconds"] = time.perf_counter() - started
+    return metrics
 
 
 def write_plots(

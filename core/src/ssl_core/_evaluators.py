@@ -13,8 +13,10 @@ pipeline passes the dataset's count).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -128,7 +130,48 @@ def _pool_layer(layer: Tensor, padding_mask: Tensor | None, index: int) -> Tenso
     raise ValueError(f"hidden layer {index} must be [B, T, D] or [B, D], got {tuple(layer.shape)}")
 
 
+_SHARED: contextvars.ContextVar[dict[tuple[Any, ...], tuple[Tensor, Tensor]] | None] = contextvars.ContextVar(
+    "ssl_core_shared_embeddings", default=None
+)
+
+
+@contextmanager
+def shared_embeddings() -> Iterator[None]:
+    """Inside the block, embedding the same split with the same frozen encoder happens once.
+
+    :func:`ssl_core.evaluate` opens one around its evaluators, so a kNN and a linear probe
+    on one run share the features of each split instead of running the encoder twice.
+
+    Example:
+        >>> with shared_embeddings():
+        ...     pass
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def _embed_with(
+    encoder: Encoder,
+    batches: Iterable[Batch],
+    extract: Callable[[Features, Batch], Tensor],
+    *,
+    device: torch.device | str | None,
+    precision: Precision,
+) -> tuple[Tensor, Tensor]:
+    shared = _SHARED.get()
+    key = (id(encoder), id(batches), extract.__name__, str(device), precision)
+    if shared is not None and key in shared:
+        return shared[key]
+    result = _embed_fresh(encoder, batches, extract, device=device, precision=precision)
+    if shared is not None:
+        shared[key] = result
+    return result
+
+
+def _embed_fresh(
     encoder: Encoder,
     batches: Iterable[Batch],
     extract: Callable[[Features, Batch], Tensor],
