@@ -3,7 +3,8 @@
 Components (entry points, loaded lazily by ssl-core): encoders ``vision.vit``,
 ``vision.resnet``; views ``vision.random_mask`` (MAE), ``vision.multi_crop`` (DINO);
 objectives ``vision.mae``, ``vision.dino``; datasets ``vision.image_folder``,
-``vision.cifar10``, ``vision.cifar100``; recipes ``vision.mae``, ``vision.dino``.
+``vision.cifar10``, ``vision.cifar100`` (in memory, or streamed from disk with
+``stream=True``); recipes ``vision.mae``, ``vision.dino``.
 Importing this package does not import torchvision or timm.
 
 Example:
@@ -25,9 +26,11 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 _LAZY = {
     "ImageDataError": "_data",
     "ImageTensorDataset": "_data",
+    "StreamedImageFolder": "_data",
     "cifar10": "_data",
     "cifar100": "_data",
     "collate_images": "_data",
+    "decode_image": "_data",
     "decode_images": "_data",
     "image_folder": "_data",
     "ResNetEncoder": "_encoders",
