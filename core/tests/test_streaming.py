@@ -173,3 +173,75 @@ def test_each_split_is_embedded_once_for_all_evaluators() -> None:
     evaluators = {"knn": KNNEvaluator(k=[5]), "probe": LinearProbeEvaluator(epochs=5)}
     evaluate(encoder, splits, evaluators, batch_size=256)
     assert sum(seen) == len(splits.train) + len(splits.test)  # not twice, although two evaluators ran
+
+
+@pytest.mark.parametrize(("size", "batch"), [(101, 8), (1257, 64), (65, 32)])
+def test_without_drop_last_every_sample_is_seen_once_per_epoch_on_two_ranks(size: int, batch: int) -> None:
+    from ssl_core import DistributedContext
+    from ssl_core._train import _EpochBatches
+
+    ranks = [DistributedContext(r, r, 2, torch.device("cpu"), "gloo", r == 0) for r in (0, 1)]
+    shards = [_EpochBatches(size, batch // 2, ctx, seed=4, drop_last=False).batches(epoch=1) for ctx in ranks]
+    assert len(shards[0]) == len(shards[1])  # the same number of steps on every rank: nobody waits forever
+    assert all(len(b) >= 1 for shard in shards for b in shard)
+    seen = [i for shard in shards for b in shard for i in b]
+    assert sorted(seen) == list(range(size))  # each sample exactly once
+    resumed = _EpochBatches(size, batch // 2, ranks[1], seed=4, drop_last=False).batches(epoch=1, skip=2)
+    assert resumed == shards[1][2:]
+
+
+RECORDING_SOURCE = (
+    DATASET_SOURCE
+    + '''
+
+import os
+
+
+class Recording(Jittered):
+    """Appends every index it decodes (and the epoch) to a file per process."""
+
+    def __getitem__(self, index):
+        with open(os.path.join(os.environ["SEEN_DIR"], f"{os.getpid()}.txt"), "a") as seen:
+            seen.write(f"{self.epoch} {index}\\n")
+        return super().__getitem__(index)
+
+
+def recording_digits(root=None):
+    base = jittered_digits()
+    train = Recording(base.train.x, base.train.y)
+    return DatasetSplits(train, base.test, collate, "vector", base.num_classes, dict(base.info))
+'''
+)
+
+DDP_SCRIPT = """
+import json, sys
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[2])
+import ssl_core
+import recording_data
+
+registry = ssl_core.Registry()
+registry.register("dataset", "test.recording", recording_data.recording_digits)
+ssl_core.run(json.loads(sys.argv[1]), registry=registry)
+"""
+
+
+def test_two_process_ddp_over_a_streamed_dataset_sees_each_sample_once(tmp_path: Path) -> None:
+    (tmp_path / "recording_data.py").write_text(RECORDING_SOURCE)
+    script = tmp_path / "ddp_script.py"
+    script.write_text(DDP_SCRIPT)
+    seen_dir = tmp_path / "seen"
+    seen_dir.mkdir()
+    # 1257 samples, global batch 64: 20 steps are one epoch, whose last batch is 41 (21 + 20 per rank)
+    train = {**PIPELINE["train"], "steps": 20, "num_workers": 2, "drop_last": False, "checkpoint_every": 0}
+    pipeline = {**PIPELINE, "data": {"name": "test.recording"}, "train": {**train, "batch_size": 64}, "evaluate": []}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*launcher, str(script), json.dumps(pipeline), str(tmp_path)],
+        capture_output=True, text=True, env={**SCRIPT_ENV, "SEEN_DIR": str(seen_dir)}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    indices = [int(line.split()[1]) for f in seen_dir.iterdir() for line in f.read_text().splitlines()]
+    assert len(list(seen_dir.iterdir())) >= 4  # two workers on each of two ranks decoded
+    assert sorted(indices) == list(range(1257))  # the union is the dataset, each sample once

@@ -140,7 +140,7 @@ class TrainConfig:
     threads: int | None = None
     distributed: Strategy = "auto"
     num_workers: int | None = None  # None: a few for datasets that decode lazily, 0 for in-memory ones
-    drop_last: bool = True
+    drop_last: bool = True  # False: every sample once per epoch (uneven last batches, never a hang under DDP)
     bucket_by_length: bool = True
     checkpoint_every: int = 0
     keep_checkpoints: int = 2

@@ -143,29 +143,59 @@ class _EpochBatches:
 
     Shuffled uniformly (DistributedSampler underneath), or, given ``lengths``, bucketed by
     length (similar lengths share a batch, so little padding) with the batch order shuffled.
+
+    ``drop_last=False`` (uniform path) visits every sample exactly once per epoch: the
+    shuffled order is cut into global batches, a last one with fewer samples than ranks
+    joins the one before, and rank ``r`` takes ``batch[r::world]``; so every rank takes the
+    same number of steps (no hang) and the ranks' last batches may differ by one sample.
     """
 
     def __init__(
-        self, size: int, local_batch: int, ctx: DistributedContext, seed: int, lengths: Sequence[int] | None = None
+        self,
+        size: int,
+        local_batch: int,
+        ctx: DistributedContext,
+        seed: int,
+        lengths: Sequence[int] | None = None,
+        drop_last: bool = True,
     ) -> None:
-        self.size, self.local_batch, self.ctx, self.seed = size, local_batch, ctx, seed
+        self.size, self.local_batch, self.ctx, self.seed, self.drop_last = size, local_batch, ctx, seed, drop_last
         self.bucketed: LengthBucketBatchSampler | None = None
         if lengths is not None:
             self.bucketed = LengthBucketBatchSampler(
                 lengths, local_batch, shuffle=True, seed=seed, drop_last=True,
                 num_replicas=ctx.world_size, rank=ctx.rank,
             )  # fmt: skip
-        self.per_epoch = len(self.bucketed) if self.bucketed is not None else (size // ctx.world_size) // local_batch
+        if self.bucketed is not None:
+            self.per_epoch = len(self.bucketed)
+        elif drop_last:
+            self.per_epoch = (size // ctx.world_size) // local_batch
+        else:
+            self.per_epoch = len(self._global_batches(0)) if size >= ctx.world_size else 0
         if self.per_epoch < 1:
             raise ConfigError(
                 f"the training split has {size} samples, fewer than one batch of {local_batch * ctx.world_size}; "
                 f"lower train.batch_size or use more data"
             )
 
+    def _global_batches(self, epoch: int) -> list[list[int]]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + epoch)  # DistributedSampler's permutation
+        order = torch.randperm(self.size, generator=generator).tolist()
+        step = self.local_batch * self.ctx.world_size
+        chunks = [order[i : i + step] for i in range(0, self.size, step)]
+        if len(chunks) > 1 and len(chunks[-1]) < self.ctx.world_size:
+            tail = chunks.pop()
+            chunks[-1].extend(tail)
+        return chunks
+
     def batches(self, epoch: int, skip: int = 0) -> list[list[int]]:
         if self.bucketed is not None:
             self.bucketed.set_epoch(epoch)
             return list(self.bucketed)[skip:]
+        if not self.drop_last:
+            rank, world = self.ctx.rank, self.ctx.world_size
+            return [chunk[rank::world] for chunk in self._global_batches(epoch)[skip:]]
         sampler: DistributedSampler[int] = DistributedSampler(
             range(self.size),  # type: ignore[arg-type]
             num_replicas=self.ctx.world_size,
@@ -311,7 +341,8 @@ class _BatchStream:
         if cfg.batch_size % ctx.world_size:
             raise ConfigError(f"train.batch_size {cfg.batch_size} must be divisible by the {ctx.world_size} processes")
         lengths = dataset_lengths(dataset) if cfg.bucket_by_length else None
-        self._epochs = _EpochBatches(len(dataset), cfg.batch_size // ctx.world_size, ctx, seed, lengths)  # type: ignore[arg-type]
+        local_batch, size = cfg.batch_size // ctx.world_size, len(dataset)  # type: ignore[arg-type]
+        self._epochs = _EpochBatches(size, local_batch, ctx, seed, lengths, drop_last=cfg.drop_last)
         self._dataset, self._collate, self._cfg, self._ctx, self._state = dataset, collate, cfg, ctx, state
         self._workers = resolve_num_workers(cfg.num_workers, dataset)
         self._batches = self._open(state.epoch, state.batch_in_epoch)
