@@ -3,8 +3,9 @@
 Components (entry points, loaded lazily by ssl-core): encoder ``speech.wav2vec2``; views
 ``speech.span_mask``, ``speech.multi_crop`` (random crops for DINO-style objectives);
 objectives ``speech.wav2vec2``, ``speech.hubert``; evaluator ``speech.utterance_probe``;
-datasets ``speech.fsdd``, ``speech.audio_folder``; task ``speech.hubert_labels`` (for
-``[[stage]]`` pipelines). HuBERT's frame labels: :func:`hubert_labels`.
+datasets ``speech.fsdd``, ``speech.audio_folder``, ``speech.librispeech``, ``speech.manifest``
+(fairseq-style ``.tsv`` manifests decoded in DataLoader workers, :func:`write_manifest`); task
+``speech.hubert_labels`` (for ``[[stage]]`` pipelines). HuBERT's frame labels: :func:`hubert_labels`.
 Importing this package does not import torchaudio or soundfile.
 
 Example:
@@ -32,6 +33,10 @@ _LAZY = {
     "fsdd": "_data",
     "librispeech": "_data",
     "load_audio": "_data",
+    "ManifestDataset": "_manifest",
+    "manifest": "_manifest",
+    "read_manifest": "_manifest",
+    "write_manifest": "_manifest",
     "FbankFrontend": "_encoders",
     "FramesFrontend": "_encoders",
     "MFCCEncoder": "_encoders",

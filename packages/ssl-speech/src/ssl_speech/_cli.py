@@ -1,4 +1,8 @@
-"""``ssl hubert-labels``: HuBERT's frame targets in one command (a CLI hook of the ``ssl_core.hooks`` group).
+"""``ssl hubert-labels`` and ``ssl speech-manifest`` (CLI hooks of the ``ssl_core.hooks`` group).
+
+``ssl speech-manifest FOLDER --out DIR`` lists a corpus's files and lengths for
+``speech.manifest`` (:func:`ssl_speech.write_manifest`). ``ssl hubert-labels`` makes
+HuBERT's frame targets in one command.
 
 Iteration 1 clusters 39-d MFCCs of a dataset; iteration 2 clusters a transformer layer
 of a pretrained run (``--from-run``), on the dataset that run was trained on::
@@ -13,6 +17,8 @@ Example:
     >>> cli.ssl_add_cli_commands(parser.add_subparsers(dest="command"))
     >>> parser.parse_args(["hubert-labels", "--out", "l.pt"]).clusters
     100
+    >>> parser.parse_args(["speech-manifest", "audio/", "--out", "m", "--layout", "fsdd"]).valid_fraction
+    0.01
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 from ssl_core import hookimpl
 
-__all__ = ["HubertLabelsCommand", "cli", "hubert_labels_command"]
+__all__ = ["HubertLabelsCommand", "cli", "hubert_labels_command", "speech_manifest_command"]
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -84,11 +90,42 @@ def hubert_labels_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def speech_manifest_command(args: argparse.Namespace) -> int:
+    """Write ``train.tsv`` / ``test.tsv`` (+ ``.labels``, ``manifest.json``) as ``ssl speech-manifest`` describes."""
+    from ._manifest import write_manifest
+
+    subsets = [s for s in args.subsets.split(",") if s] if args.subsets else None
+    extensions = [e for e in args.ext.split(",") if e]
+    summary = write_manifest(
+        args.folder,
+        args.out,
+        layout=args.layout,
+        valid_fraction=args.valid_fraction,
+        extensions=extensions,
+        subsets=subsets,
+        test_takes=args.test_takes,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    counts = summary["splits"]
+    rate = summary["sample_rate"] or "mixed"
+    hours = summary["hours"]
+    length = f", {hours['train']} h + {hours['test']} h" if hours["train"] is not None else ""
+    print(
+        f"wrote {args.out}/train.tsv ({counts['train']} files) and test.tsv ({counts['test']} files){length}; "
+        f"{rate} Hz; labels {', '.join(summary['label_columns'])}; split {summary['split_rule']}"
+        + (f"; left out {summary['skipped_files']} unreadable files" if summary["skipped_files"] else "")
+    )
+    print(f"train on it: ssl run speech.wav2vec2 --set data.name=speech.manifest --root {args.out}")
+    return 0
+
+
 class HubertLabelsCommand:
-    """The hook plugin adding ``ssl hubert-labels``."""
+    """The hook plugin adding ``ssl hubert-labels`` and ``ssl speech-manifest``."""
 
     @hookimpl
     def ssl_add_cli_commands(self, subparsers: argparse._SubParsersAction) -> None:
+        self._add_manifest(subparsers)
         p = subparsers.add_parser(
             "hubert-labels",
             help="HuBERT frame targets: k-means on MFCCs (iteration 1) or on a pretrained run's layer (iteration 2)",
@@ -104,6 +141,23 @@ class HubertLabelsCommand:
         p.add_argument("--max-frames", type=int, default=250_000, help="train frames k-means sees at most")
         p.add_argument("--seed", type=int, default=0)
         p.set_defaults(func=hubert_labels_command)
+
+    @staticmethod
+    def _add_manifest(subparsers: argparse._SubParsersAction) -> None:
+        p = subparsers.add_parser(
+            "speech-manifest",
+            help="list a corpus's audio files with their lengths (fairseq .tsv manifests) for dataset speech.manifest",
+        )
+        p.add_argument("folder", help="audio folder (FSDD recordings, the folder holding LibriSpeech/, any folder)")
+        p.add_argument("--out", required=True, help="folder to write train.tsv, test.tsv, *.labels, manifest.json")
+        p.add_argument("--layout", choices=["folder", "fsdd", "librispeech"], default="folder")
+        p.add_argument("--valid-fraction", type=float, default=0.01, help="held-out share (folder, librispeech)")
+        p.add_argument("--ext", default="wav,flac,ogg,mp3", help="comma-separated extensions (folder, librispeech)")
+        p.add_argument("--subsets", default=None, help="LibriSpeech subsets, comma-separated (default: train-*)")
+        p.add_argument("--test-takes", type=int, default=5, help="FSDD takes 0..N-1 are the test split")
+        p.add_argument("--seed", type=int, default=0, help="seed of the held-out hash")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.set_defaults(func=speech_manifest_command)
 
 
 cli = HubertLabelsCommand()

@@ -77,6 +77,16 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> tuple[Tensor, int]
         >>> rate, wave.dtype  # doctest: +SKIP
         (8000, torch.float32)
     """
+    wave, rate = read_native(path)
+    return resample(wave, rate, sample_rate), rate
+
+
+def read_native(path: str | Path) -> tuple[Tensor, int]:
+    """Decode one file with soundfile to a mono float32 waveform at its own rate: ``(waveform [T], rate)``.
+
+    Raises:
+        AudioDataError: the file cannot be decoded, holds no samples, or holds NaN / inf.
+    """
     import soundfile
 
     try:
@@ -88,11 +98,17 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> tuple[Tensor, int]
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     if not torch.isfinite(wave).all():
         raise AudioDataError(f"{path}: the audio holds NaN or infinite samples")
-    if rate != sample_rate:
-        import torchaudio.functional as AF
-
-        wave = AF.resample(wave, rate, sample_rate)
     return wave, int(rate)
+
+
+def resample(wave: Tensor, rate: int, sample_rate: int) -> Tensor:
+    """``wave`` at ``sample_rate`` (``torchaudio.functional.resample``; unchanged when the rates agree)."""
+    if rate == sample_rate:
+        return wave
+    import torchaudio.functional as AF
+
+    resampled: Tensor = AF.resample(wave, rate, sample_rate)
+    return resampled
 
 
 @dataclass

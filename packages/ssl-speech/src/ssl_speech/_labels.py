@@ -107,6 +107,28 @@ def layer_features(encoder: nn.Module, waves: Sequence[Tensor], layer: int, batc
     return out
 
 
+def _whole_waves(dataset: Any) -> list[Tensor]:
+    """Every utterance of a split, uncropped (a manifest dataset's ``whole()``); an unreadable file is empty.
+
+    An empty utterance gets no labels (an empty row keeps the label file aligned with the
+    dataset's rows); training skips that file anyway.
+    """
+    import warnings
+
+    from ssl_core import SkippedItem
+
+    dataset = dataset.whole() if callable(getattr(dataset, "whole", None)) else dataset
+    waves: list[Tensor] = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if isinstance(item, SkippedItem):
+            warnings.warn(f"HuBERT labels: no labels for {item} (the file cannot be read)", stacklevel=3)
+            waves.append(torch.zeros(0))
+        else:
+            waves.append(item["x"])
+    return waves
+
+
 def hubert_labels(
     splits: DatasetSplits,
     *,
@@ -130,13 +152,14 @@ def hubert_labels(
         raise ValueError("source='layer' needs the iteration-1 encoder (encoder=...)")
     features: dict[str, list[Tensor]] = {}
     for name in ("train", "test"):
-        dataset = getattr(splits, name)
-        waves = [dataset[i]["x"] for i in range(len(dataset))]
+        waves = _whole_waves(getattr(splits, name))
+        kept = [w for w in waves if w.numel()]
         if source == "mfcc":
-            features[name] = [mfcc_features(w, int(splits.info.get("sample_rate", 16000))) for w in waves]
+            computed = iter([mfcc_features(w, int(splits.info.get("sample_rate", 16000))) for w in kept])
         else:
-            features[name] = layer_features(encoder, waves, layer)  # type: ignore[arg-type]
-    frames = torch.cat(features["train"])
+            computed = iter(layer_features(encoder, kept, layer))  # type: ignore[arg-type]
+        features[name] = [next(computed) if w.numel() else torch.zeros(0, 1) for w in waves]
+    frames = torch.cat([f for f in features["train"] if len(f)])
     if len(frames) < num_clusters:
         raise ValueError(f"only {len(frames)} train frames for {num_clusters} clusters; use fewer clusters")
     if len(frames) > max_frames:
@@ -144,7 +167,11 @@ def hubert_labels(
         frames = frames[pick]
     result = kmeans(frames, num_clusters, seed=seed)
     labels = {
-        name: [kmeans_predict(f, result.centroids).to(torch.int16) for f in feats] for name, feats in features.items()
+        name: [
+            kmeans_predict(f, result.centroids).to(torch.int16) if len(f) else torch.zeros(0, dtype=torch.int16)
+            for f in feats
+        ]
+        for name, feats in features.items()
     }
     return {
         **labels,
