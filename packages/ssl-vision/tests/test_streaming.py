@@ -193,3 +193,11 @@ def test_kill_mid_epoch_with_two_workers_then_resume_is_exact(tmp_path: Path, ma
     x = ssl_core.load_checkpoint(straight / "checkpoints" / "step-000008.pt", weights_only=False)["model"]
     y = ssl_core.load_checkpoint(killed / "checkpoints" / "step-000008.pt", weights_only=False)["model"]
     assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_paper_presets_stream_their_image_folder() -> None:
+    from ssl_vision import dino, mae
+
+    for recipe in (mae, dino):
+        assert recipe(preset="paper")["data"] == {"name": "vision.image_folder", "image_size": 224, "stream": True}
+        assert "stream" not in recipe()["data"]  # the CIFAR subset fits in memory

@@ -60,7 +60,7 @@ def mae(
     31.4% against 29.1% for the paper's schedule scaled up (docs/vision.md). ``paper``:
     ViT-B/16 at 224 px, decoder 512 x 8, batch 4096, lr 1.5e-4 x 4096 / 256, betas 0.9/0.95,
     weight decay 0.05, 800 epochs of ImageNet-1k with 40 of warm-up (``warmup_ratio`` 0.05),
-    then cosine (He et al., 2022).
+    then cosine (He et al., 2022), the image folder streamed from disk (``data.stream``).
 
     Args:
         preset: ``"cifar"`` or ``"paper"``.
@@ -101,7 +101,7 @@ def mae(
     return {
         "name": f"mae-{preset}",
         "seed": 0,
-        "data": {"name": data} if preset == "cifar" else {"name": data, "image_size": image},
+        "data": {"name": data} if preset == "cifar" else {"name": data, "image_size": image, "stream": True},
         "encoder": {"name": "vision.vit", "preset": vit, "patch_size": patch, "pos_embed": "sincos"},
         "views": {"name": "vision.random_mask", "patch_size": patch, "mask_ratio": 0.75, "crop_scale": [0.2, 1.0]},
         "objective": {"name": "vision.mae", "patch_size": patch, "norm_pix_loss": True, **decoder},
@@ -132,7 +132,7 @@ def dino(
     lr 5e-4 x batch / 256 x 8 (short schedules need the larger rate), bf16, 2 epochs of the
     10,000-image subset. ``paper``: ViT-S/16, 2 x 224 + 10 x 96 crops, head 2048 / 256 /
     65536, batch 1024, lr 5e-4 x 1024 / 256, 100 epochs of ImageNet-1k (10 warm-up, 30 of
-    temperature warm-up).
+    temperature warm-up), the image folder streamed from disk (``data.stream``).
 
     Args:
         preset: ``"cifar"`` or ``"paper"``.
@@ -162,7 +162,7 @@ def dino(
     return {
         "name": f"dino-{preset}",
         "seed": 0,
-        "data": {"name": data} if preset == "cifar" else {"name": data, "image_size": image},
+        "data": {"name": data} if preset == "cifar" else {"name": data, "image_size": image, "stream": True},
         "encoder": {"name": "vision.vit", "preset": vit, "patch_size": patch},
         "views": {"name": "vision.multi_crop", "local_size": local, "num_local": n_local},
         "objective": {
