@@ -25,7 +25,7 @@ EXPECTED = {
     "ssl_core.views": {"timeseries.crops", "timeseries.timestamp_mask", "timeseries.subsequence_mask"},
     "ssl_core.objectives": {"timeseries.ts2vec", "timeseries.mvp"},
     "ssl_core.evaluators": {"timeseries.svm"},
-    "ssl_core.datasets": {"timeseries.ucr", "timeseries.arrays"},
+    "ssl_core.datasets": {"timeseries.ucr", "timeseries.arrays", "timeseries.memmap"},
     "ssl_core.recipes": {"timeseries.ts2vec", "timeseries.mvp"},
     "ssl_core.hooks": {"timeseries.published"},
 }

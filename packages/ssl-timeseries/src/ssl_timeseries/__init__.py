@@ -20,7 +20,17 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import functional
-from ._data import SeriesDataError, SeriesDataset, arrays, collate_series, known_datasets, ts2vec_normalize, ucr
+from ._data import (
+    MemmapSeriesDataset,
+    SeriesDataError,
+    SeriesDataset,
+    arrays,
+    collate_series,
+    known_datasets,
+    memmap,
+    ts2vec_normalize,
+    ucr,
+)
 from ._encoders import TS2VecEncoder
 from ._evaluators import SVMEvaluator, fit_svm, instance_representations
 from ._objectives import MVPObjective, TS2VecObjective
@@ -38,6 +48,7 @@ __all__ = [
     "CropViews",
     "InceptionTimeEncoder",
     "MVPObjective",
+    "MemmapSeriesDataset",
     "PatchTSTEncoder",
     "SVMEvaluator",
     "SeriesDataError",
@@ -54,6 +65,7 @@ __all__ = [
     "functional",
     "instance_representations",
     "known_datasets",
+    "memmap",
     "mvp",
     "ts2vec",
     "ts2vec_normalize",

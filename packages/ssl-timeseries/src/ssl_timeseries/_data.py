@@ -26,7 +26,17 @@ from torch.utils.data import Dataset
 
 from ssl_core import ConfigError, DatasetSplits
 
-__all__ = ["SeriesDataError", "SeriesDataset", "arrays", "collate_series", "known_datasets", "ts2vec_normalize", "ucr"]
+__all__ = [
+    "MemmapSeriesDataset",
+    "SeriesDataError",
+    "SeriesDataset",
+    "arrays",
+    "collate_series",
+    "known_datasets",
+    "memmap",
+    "ts2vec_normalize",
+    "ucr",
+]
 
 Normalize = Literal["ts2vec", "dataset", "channel", "none"]
 
@@ -408,3 +418,82 @@ def arrays(
             found[split] = _read_table(candidates[0])
         (x_train, y_train), (x_test, y_test) = found["train"], found["test"]
     return _splits(x_train, y_train, x_test, y_test, target.stem, normalize, {"source": str(target)})
+
+
+class MemmapSeriesDataset(Dataset[tuple[Tensor, Tensor, int]]):
+    """Samples ``(x [T, C], y, index)`` read row by row from an ``[N, T, C]`` ``.npy`` memory map.
+
+    Nothing is read at construction beyond the header: a corpus larger than memory trains
+    with the page cache holding what the workers touch. Declares ``decodes_lazily`` so the
+    training loop gives it DataLoader workers.
+
+    Example:
+        >>> import tempfile, os
+        >>> folder = tempfile.mkdtemp()
+        >>> np.save(os.path.join(folder, "x.npy"), np.zeros((3, 5, 1), dtype=np.float32))
+        >>> ds = MemmapSeriesDataset(os.path.join(folder, "x.npy"), np.array([0, 1, 0]))
+        >>> ds[1][0].shape, int(ds[1][1]), ds.decodes_lazily
+        (torch.Size([5, 1]), 1, True)
+    """
+
+    decodes_lazily = True
+
+    def __init__(self, path: str | Path, y: np.ndarray) -> None:
+        self.path = str(path)
+        self.x = np.load(self.path, mmap_mode="r")
+        if self.x.ndim == 2:
+            self.x = self.x[:, :, None]
+        self.y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+        if len(self.x) != len(self.y):
+            raise SeriesDataError(f"{self.path}: {len(self.x)} series but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, int]:
+        row = np.array(self.x[index], dtype=np.float32)  # copies one series out of the map
+        return torch.from_numpy(row), self.y[index], int(index)
+
+
+def memmap(root: str | None = None) -> DatasetSplits:
+    """Series too many for memory: ``x_train.npy`` / ``x_test.npy`` (``[N, T]`` or ``[N, T, C]``,
+    float32 recommended) read through memory maps, with ``y_train.npy`` / ``y_test.npy``.
+
+    Series are used as stored (normalise them when you write the arrays); labels may be any
+    values present in the train split.
+
+    Example:
+        >>> import tempfile, os
+        >>> folder = tempfile.mkdtemp()
+        >>> for split, n in (("train", 6), ("test", 2)):
+        ...     np.save(os.path.join(folder, f"x_{split}.npy"), np.random.rand(n, 9).astype(np.float32))
+        ...     np.save(os.path.join(folder, f"y_{split}.npy"), np.arange(n) % 2)
+        >>> splits = memmap(folder)
+        >>> len(splits.train), splits.info["series_length"], splits.num_classes
+        (6, 9, 2)
+    """
+    if root is None:
+        raise SeriesDataError(
+            "timeseries.memmap needs --root: a folder with x_train.npy, y_train.npy, x_test.npy, y_test.npy"
+        )
+    folder = Path(root)
+    missing = [f for f in ("x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy") if not (folder / f).is_file()]
+    if missing:
+        raise SeriesDataError(f"timeseries.memmap: {folder} lacks {', '.join(missing)}")
+    y_train, y_test = np.load(folder / "y_train.npy"), np.load(folder / "y_test.npy")
+    classes = np.unique(y_train)
+    lookup = {label: i for i, label in enumerate(classes.tolist())}
+    unseen = sorted({str(v) for v in y_test.tolist()} - {str(v) for v in lookup})
+    if unseen:
+        raise SeriesDataError(f"timeseries.memmap: test labels {unseen[:5]} do not occur in the train split")
+    train = MemmapSeriesDataset(folder / "x_train.npy", np.array([lookup[v] for v in y_train.tolist()]))
+    test = MemmapSeriesDataset(folder / "x_test.npy", np.array([lookup[v] for v in y_test.tolist()]))
+    n, t, c = train.x.shape
+    return DatasetSplits(
+        train=train,
+        test=test,
+        collate=collate_series,
+        modality="timeseries",
+        num_classes=len(classes),
+        info={"in_channels": int(c), "series_length": int(t), "num_series": int(n), "source": str(folder)},
+    )
