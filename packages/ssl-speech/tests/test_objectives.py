@@ -214,3 +214,16 @@ def test_recipe_warm_up_follows_train_steps() -> None:
     assert ssl_speech.hubert(num_clusters=500)["objective"]["num_clusters"] == 500
     with pytest.raises(ValueError, match="steps"):
         ssl_speech.wav2vec2(steps=0)
+
+
+def test_wav2vec2_gumbel_temperature_is_restored_with_the_state_dict() -> None:
+    # issue 15: a resumed run went back to gumbel_start; state dicts from before gumbel_step still load
+    from ssl_speech import Wav2Vec2Objective
+
+    trained, fresh = Wav2Vec2Objective(embed_dim=16, feature_dim=8), Wav2Vec2Objective(embed_dim=16, feature_dim=8)
+    trained.on_step_end(1000, 2000)
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.tau == trained.tau < 2.0
+    old = {k: v for k, v in trained.state_dict().items() if k != "gumbel_step"}
+    fresh.load_state_dict(old)
+    assert fresh.tau == 2.0

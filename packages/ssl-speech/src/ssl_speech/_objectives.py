@@ -142,6 +142,8 @@ class Wav2Vec2Objective(nn.Module):
         self.cross_sample_negatives = cross_sample_negatives
         self.gumbel = (gumbel_start, gumbel_end, gumbel_decay)
         self.tau = gumbel_start
+        # the schedule's step, in the state dict so that a resumed run continues the decay (not from gumbel_start)
+        self.register_buffer("gumbel_step", torch.zeros((), dtype=torch.long))
         self.diversity_weight, self.feature_penalty_weight = diversity_weight, feature_penalty_weight
         self.feature_grad_mult = feature_grad_mult
         self.groups, self.entries = num_groups, num_entries
@@ -155,8 +157,18 @@ class Wav2Vec2Objective(nn.Module):
 
     def on_step_end(self, step: int, max_steps: int) -> None:
         """Decay the Gumbel temperature: ``max(start * decay ** step, end)``."""
+        self.gumbel_step.fill_(step)
+        self.tau = self._tau_at(step)
+
+    def _tau_at(self, step: int) -> float:
         start, end, decay = self.gumbel
-        self.tau = max(start * decay**step, end)
+        return max(start * decay**step, end) if step else start
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Restore the temperature with the step; a state dict from before ``gumbel_step`` starts at step 0."""
+        state_dict.setdefault(prefix + "gumbel_step", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self.tau = self._tau_at(int(self.gumbel_step))
 
     def forward(self, encoder: nn.Module, views: Views) -> dict[str, Tensor]:
         encode, _, extras, features, padding, mask, penalty = _masked_frontend(
