@@ -30,7 +30,7 @@ from ._protocols import DatasetSplits
 from ._registry import Registry, default_registry
 from ._results import EvaluationResults
 from ._sampler import LengthBucketBatchSampler, dataset_lengths
-from ._streaming import warning_collate
+from ._streaming import resolve_num_workers, warning_collate
 
 __all__ = ["LoadedEncoder", "eval_loader", "evaluate", "evaluate_checkpoint", "load_encoder", "write_plots"]
 
@@ -38,10 +38,11 @@ __all__ = ["LoadedEncoder", "eval_loader", "evaluate", "evaluate_checkpoint", "l
 def eval_loader(dataset: Any, splits: DatasetSplits, batch_size: int) -> DataLoader[Any]:
     """Evaluation batches in a fixed order; sorted by length when the dataset has ``lengths()`` (less padding)."""
     lengths = dataset_lengths(dataset)
+    collate, workers = warning_collate(splits.collate), resolve_num_workers(None, dataset)  # lazily decoding: workers
     if lengths is None:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=warning_collate(splits.collate))
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers)
     buckets = LengthBucketBatchSampler(lengths, batch_size, shuffle=False)
-    return DataLoader(dataset, batch_sampler=buckets, collate_fn=warning_collate(splits.collate))
+    return DataLoader(dataset, batch_sampler=buckets, collate_fn=collate, num_workers=workers)
 
 
 def evaluate(
