@@ -115,6 +115,8 @@ class Wav2Vec2Objective(nn.Module):
     requires_tokens: ClassVar[bool] = True
     requires_token_mask: ClassVar[bool] = True
     requires_layers: ClassVar[bool] = False
+    gumbel_step: Tensor
+    """Optimizer steps the Gumbel temperature has decayed over (a buffer: saved and restored with the weights)."""
 
     def __init__(
         self,
