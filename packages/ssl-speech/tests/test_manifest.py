@@ -207,3 +207,23 @@ def test_hubert_labels_follow_the_rows_and_the_crops(manifests: Path, tmp_path: 
     item, full = cropped[index], whole[index]["x"]
     start = next(s for s in range(0, full.numel() - 8000 + 1, 320) if torch.equal(full[s : s + 8000], item["x"]))
     assert torch.equal(item["targets"], labels["train"][index][start // 320 : start // 320 + 24].long())
+
+
+def test_librispeech_layout_takes_the_train_subsets_and_labels_speakers(recordings: Path, tmp_path: Path) -> None:
+    import soundfile
+
+    corpus = tmp_path / "data" / "LibriSpeech"
+    for i, path in enumerate(sorted(recordings.glob("*.wav"))[:12]):
+        subset, speaker = ("train-clean-100", 19 + i % 2) if i < 10 else ("dev-clean", 84)
+        chapter = corpus / subset / str(speaker) / "198"
+        chapter.mkdir(parents=True, exist_ok=True)
+        data, rate = soundfile.read(str(path))
+        soundfile.write(str(chapter / f"{speaker}-198-{i:04d}.flac"), data, rate)
+    summary = write_manifest(
+        tmp_path / "data", tmp_path / "ls", layout="librispeech", valid_fraction=0.3, progress=False
+    )
+    assert summary["splits"]["train"] + summary["splits"]["test"] == 10  # dev-clean left out by default
+    assert summary["label_columns"] == ["speaker", "chapter"]
+    splits = manifest(str(tmp_path / "ls"), target="speaker")
+    assert splits.num_classes == 2 and {splits.train[i]["speaker"] for i in range(len(splits.train))} <= {0, 1}
+    assert read_manifest(tmp_path / "ls" / "train.tsv")[0] == corpus.resolve()
