@@ -185,10 +185,10 @@ def test_a_missing_file_is_named(manifests: Path, recordings: Path) -> None:
 
 
 def test_cli_writes_the_manifests(recordings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ssl_core._cli import main
+    from ssl_core import cli_main
 
     out = tmp_path / "cli"
-    assert main(["speech-manifest", str(recordings), "--out", str(out), "--layout", "fsdd", "--no-progress"]) == 0
+    assert cli_main(["speech-manifest", str(recordings), "--out", str(out), "--layout", "fsdd", "--no-progress"]) == 0
     assert "train.tsv (30 files) and test.tsv (30 files)" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"train.tsv", "test.tsv", "train.labels", "test.labels", "manifest.json"}
     assert len(read_manifest(out / "test.tsv")[1]) == 30
