@@ -31,7 +31,6 @@ __all__ = [
     "DistributedContext",
     "all_gather_with_grad",
     "all_reduce_mean",
-    "barrier",
     "broadcast_from_main",
     "cleanup_distributed",
     "distributed_sampler",
@@ -214,16 +213,6 @@ def run_on_main(ctx: DistributedContext, work: Callable[[], T]) -> T:
     if not outcome[0]:
         raise RuntimeError(f"rank 0 failed, so rank {ctx.rank} stops too: {outcome[1]}")
     return cast(T, outcome[1])
-
-
-def barrier(ctx: DistributedContext) -> None:
-    """Wait for every rank (a no-op in a single process).
-
-    Example:
-        >>> barrier(init_distributed("cpu"))
-    """
-    if ctx.is_distributed:
-        dist.barrier(group=ctx.wait_group)
 
 
 def broadcast_from_main(ctx: DistributedContext, value: Any) -> Any:
