@@ -48,6 +48,7 @@ __all__ = [
     "ProgressBar",
     "TensorBoardLogger",
     "WandbLogger",
+    "logged_rows",
 ]
 
 
@@ -105,6 +106,13 @@ class ProgressBar:
             self._bar = None
 
 
+def logged_rows(path: Path, upto: float) -> list[dict[str, str]]:
+    """The rows of a ``log.csv`` up to step ``upto``, without empty cells (what a resumed run keeps)."""
+    with path.open(newline="") as f:
+        rows = [{k: v for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    return [r for r in rows if float(r.get("step") or 0) <= upto]
+
+
 class CSVLogger:
     """``log.csv``: one row per logged step (columns fixed by the first row); ``evaluations.csv``: the results.
 
@@ -121,8 +129,7 @@ class CSVLogger:
     def ssl_on_train_start(self, start_step: int) -> None:
         if self.path is None:
             return
-        rows = self._rows() if start_step > 0 and self.path.exists() else []
-        rows = [r for r in rows if float(r.get("step") or 0) <= start_step]
+        rows = logged_rows(self.path, upto=start_step) if start_step > 0 and self.path.exists() else []
         self._fields = list(rows[0]) if rows else None
         if rows:
             self._write(rows, "w")
@@ -149,11 +156,6 @@ class CSVLogger:
             if new:
                 writer.writerow(["evaluator", "metric", "value"])
             writer.writerows([evaluator, k, v] for k, v in metrics.items())
-
-    def _rows(self) -> list[dict[str, str]]:
-        assert self.path is not None
-        with self.path.open(newline="") as f:
-            return [{k: v for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
 
     def _write(self, rows: Sequence[Mapping[str, Any]], mode: str) -> None:
         assert self.path is not None and self._fields is not None

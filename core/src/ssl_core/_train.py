@@ -13,7 +13,6 @@ consumed, and restores every RNG (Python, NumPy, torch, the view generator), so
 
 from __future__ import annotations
 
-import csv
 import math
 import signal
 import threading
@@ -43,6 +42,7 @@ from ._config import TrainConfig
 from ._device import autocast_context, move_to_device, needs_grad_scaler
 from ._distributed import DistributedContext, all_reduce_mean, wrap_model
 from ._errors import ConfigError, NonFiniteLossError, PreemptedError
+from ._loggers import logged_rows
 from ._meters import ThroughputMeter, peak_memory_mb
 from ._protocols import Batch, Views
 from ._sampler import LengthBucketBatchSampler, dataset_lengths
@@ -397,14 +397,8 @@ def _restore_latest(parts: _Parts, state: TrainState, ckpt_dir: Path | None, ctx
     state.restore(saved, ctx)
     log = ckpt_dir.parent / "log.csv"
     if "history" not in saved and log.is_file():  # a checkpoint from before TrainState kept the history
-        state.history = _logged_rows(log, upto=state.step)
+        state.history = [{k: float(v) for k, v in row.items()} for row in logged_rows(log, upto=state.step)]
     return last
-
-
-def _logged_rows(path: Path, upto: int) -> list[dict[str, float]]:
-    with path.open(newline="") as f:
-        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
-    return [r for r in rows if r.get("step", 0) <= upto]
 
 
 def _optimizer_step(
