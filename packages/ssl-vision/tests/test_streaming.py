@@ -169,11 +169,22 @@ ssl_core.run(config, out=sys.argv[2], resume=sys.argv[3] == "resume", hooks=hook
 """
 
 
-def test_kill_mid_epoch_with_two_workers_then_resume_is_exact(tmp_path: Path, make_image: Callable[..., Path]) -> None:
+@pytest.mark.parametrize("source", ["folder", "shards"])
+def test_kill_mid_epoch_with_two_workers_then_resume_is_exact(
+    tmp_path: Path, make_image: Callable[..., Path], source: str
+) -> None:
     root = jpeg_folder(tmp_path / "images", make_image, train=20, test=2)  # 80 images, batch 8: 10 batches an epoch
     script = tmp_path / "kill_script.py"
     script.write_text(KILL_SCRIPT)
-    config = json.dumps(pipeline(steps=8, num_workers=2, checkpoint_every=1))
+    cfg = pipeline(steps=8, num_workers=2, checkpoint_every=1)
+    if source == "shards":  # WebDataset tar shards, read by offset
+        pytest.importorskip("webdataset", reason="writing shards needs webdataset")
+        from ssl_vision import write_shards
+
+        root = tmp_path / "shards"
+        write_shards(tmp_path / "images", root, max_count=16, progress=False)
+        cfg["data"] = {"name": "vision.shards"}
+    config = json.dumps(cfg)
 
     def launch(out: Path, mode: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, str(script), config, str(out), mode, str(root)]

@@ -4,7 +4,8 @@ Components (entry points, loaded lazily by ssl-core): encoders ``vision.vit``,
 ``vision.resnet``; views ``vision.random_mask`` (MAE), ``vision.multi_crop`` (DINO);
 objectives ``vision.mae``, ``vision.dino``; datasets ``vision.image_folder``,
 ``vision.cifar10``, ``vision.cifar100`` (in memory, or streamed from disk with
-``stream=True``); recipes ``vision.mae``, ``vision.dino``.
+``stream=True``), ``vision.shards`` (WebDataset tar shards, ``ssl vision-shards``);
+recipes ``vision.mae``, ``vision.dino``.
 Importing this package does not import torchvision or timm.
 
 Example:
@@ -33,6 +34,10 @@ _LAZY = {
     "decode_image": "_data",
     "decode_images": "_data",
     "image_folder": "_data",
+    "ShardedImages": "_shards",
+    "index_shard": "_shards",
+    "sharded_images": "_shards",
+    "write_shards": "_shards",
     "ResNetEncoder": "_encoders",
     "VIT_PRESETS": "_encoders",
     "ViTEncoder": "_encoders",

@@ -24,7 +24,7 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import Tensor
@@ -104,11 +104,12 @@ def _first_per_class(labels: Sequence[int], limit: int) -> list[int]:
     return kept
 
 
-def decode_image(path: str | Path, image_size: int | None = None) -> Tensor | str:
+def decode_image(path: str | Path | BinaryIO, image_size: int | None = None) -> Tensor | str:
     """One image file as ``uint8`` ``[3, H, W]`` RGB, resized (antialiased) to ``image_size`` square when given.
 
     Grayscale, palette and RGBA files become RGB; an image already ``image_size`` square
-    is returned as decoded. The one decode both the in-memory and the streamed datasets use.
+    is returned as decoded. The one decode the in-memory, streamed and sharded datasets
+    use; ``path`` may be an open binary file (a member read out of a tar shard).
 
     Returns:
         The tensor, or for a file that cannot be decoded, why (one line).
@@ -125,7 +126,8 @@ def decode_image(path: str | Path, image_size: int | None = None) -> Tensor | st
             file.load()  # a truncated file fails here ("image file is truncated")
             rgb = np.asarray(file.convert("RGB"))  # grayscale, palette and RGBA become RGB
     except (OSError, ValueError, SyntaxError) as exc:  # what PIL raises for unreadable or broken files
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip().replace(repr(path), "").strip()  # PIL names an open file by its repr
+        return text.splitlines()[0] if text else type(exc).__name__
     image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
     if image_size is None or tuple(image.shape[-2:]) == (image_size, image_size):
         return image
