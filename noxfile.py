@@ -60,6 +60,8 @@ HEAVY_DEPENDENCIES: tuple[str, ...] = (
     "tensorboard",  # ssl-core's logger extras, so the logger tests run in every session
     "mlflow-skinny",
     "wandb",
+    "torchdata",  # ssl-core[stream]: StatefulDataLoader for iterable sources
+    "webdataset",  # ssl-vision[shards]: writing tar shards
     "pytest",
     "setuptools>=69",
 )

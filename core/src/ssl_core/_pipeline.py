@@ -209,7 +209,7 @@ def build_dataset(cfg: PipelineConfig, registry: Registry | None = None, *, root
     splits = build_component(registry.get("dataset", cfg.data.name), data_params, {}, f"dataset {cfg.data.name!r}")
     if not isinstance(splits, DatasetSplits):
         raise ConfigError(f"dataset {cfg.data.name!r} returned {type(splits).__name__}, not DatasetSplits")
-    if len(splits.train) == 0:  # type: ignore[arg-type]
+    if hasattr(splits.train, "__len__") and len(splits.train) == 0:  # an iterable source may have no length
         raise ConfigError(f"dataset {cfg.data.name!r} has an empty training split; check its root or options")
     return splits
 

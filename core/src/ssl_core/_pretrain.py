@@ -107,6 +107,7 @@ def _metrics(
             "info": jsonable(built.splits.info) or {},
             "skipped_in_training": len(result.skipped),
             "skipped_names": sorted(set(result.skipped))[:20],
+            "dropped_batches": result.dropped_batches,
         },
     }
 

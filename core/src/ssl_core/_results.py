@@ -63,6 +63,8 @@ class DataSummary(TypedDict):
     info: dict[str, Any]
     skipped_in_training: int
     skipped_names: list[str]
+    dropped_batches: int
+    """Batches of an iterable source left on some ranks when another rank's share ran out (0 otherwise)."""
 
 
 class MetricsDocument(TypedDict, total=False):

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from ._checkpoint import (
     CheckpointError,
@@ -99,6 +99,8 @@ class TrainResult:
     peak_memory_mb: float | None = None
     resumed_from: int | None = None
     skipped: list[str] = field(default_factory=list)
+    dropped_batches: int = 0
+    """Batches an iterable source left unused on some ranks because another rank's share ran out first."""
 
 
 def _param_groups(model: nn.Module, weight_decay: float, decay_1d: bool = False) -> list[dict[str, Any]]:
@@ -241,6 +243,10 @@ class TrainState:
     resumed_from: int | None = None
     skipped: list[str] = field(default_factory=list)
     """Items the dataset could not decode (:class:`~ssl_core.SkippedItem`), in the order met."""
+    loader_state: Any = None
+    """An iterable source's position: the ``StatefulDataLoader`` state (``None`` for map-style datasets)."""
+    dropped: int = 0
+    """Batches an iterable source's ranks held when another rank ran out and the epoch ended for all."""
 
     @classmethod
     def fresh(cls, seed: int, ctx: DistributedContext) -> TrainState:
@@ -254,12 +260,13 @@ class TrainState:
     def checkpoint_fields(self, ctx: DistributedContext) -> dict[str, Any]:
         """The checkpoint entries of this state (collective under ``torchrun``: every rank's RNG state is gathered)."""
         rng: Any = capture_rng_state(self.view_rng)
+        loader: Any = self.loader_state
         if ctx.world_size > 1:
             import torch.distributed as dist
 
             gathered: list[Any] = [None] * ctx.world_size
-            dist.all_gather_object(gathered, rng)
-            rng = gathered
+            dist.all_gather_object(gathered, (rng, loader))
+            rng, loader = [pair[0] for pair in gathered], [pair[1] for pair in gathered]
         return {
             "step": self.step,
             "epoch": self.epoch,
@@ -268,6 +275,8 @@ class TrainState:
             "loader_rng": self.loader_rng.get_state(),
             "history": list(self.history),
             "skipped": list(self.skipped),
+            "loader_state": loader,
+            "dropped": self.dropped,
         }
 
     def restore(self, state: Mapping[str, Any], ctx: DistributedContext) -> None:
@@ -279,6 +288,9 @@ class TrainState:
             self.loader_rng.set_state(state["loader_rng"])
         self.history = [dict(row) for row in state.get("history", [])]
         self.skipped = list(state.get("skipped", []))
+        loader = state.get("loader_state")
+        self.loader_state = loader[ctx.rank] if isinstance(loader, list) else loader
+        self.dropped = int(state.get("dropped", 0))
         self.resumed_from = self.step
 
 
@@ -327,7 +339,15 @@ _NAMED_SKIPS = 20
 
 
 class _BatchStream:
-    """Training batches across epochs, from the state's epoch and position (exact resume), rank-sharded."""
+    """Training batches across epochs, from the state's epoch and position (exact resume), rank-sharded.
+
+    A map-style dataset is read through index batches (:class:`_EpochBatches`): resuming
+    rebuilds the epoch's order and skips the batches consumed. An ``IterableDataset`` is
+    read through torchdata's ``StatefulDataLoader``, whose state (every worker's position)
+    is saved in each checkpoint and restored on resume; under ``torchrun`` it must give
+    each rank its own share (e.g. ``datasets.distributed.split_dataset_by_node``), and the
+    epoch ends on every rank when the first rank runs out (see :meth:`next`).
+    """
 
     def __init__(
         self,
@@ -340,24 +360,51 @@ class _BatchStream:
     ) -> None:
         if cfg.batch_size % ctx.world_size:
             raise ConfigError(f"train.batch_size {cfg.batch_size} must be divisible by the {ctx.world_size} processes")
-        lengths = dataset_lengths(dataset) if cfg.bucket_by_length else None
-        local_batch, size = cfg.batch_size // ctx.world_size, len(dataset)  # type: ignore[arg-type]
-        self._epochs = _EpochBatches(size, local_batch, ctx, seed, lengths, drop_last=cfg.drop_last)
+        self._local_batch = cfg.batch_size // ctx.world_size
+        self._iterable = isinstance(dataset, IterableDataset)
+        if not self._iterable:
+            lengths = dataset_lengths(dataset) if cfg.bucket_by_length else None
+            size = len(dataset)  # type: ignore[arg-type]
+            self._epochs = _EpochBatches(size, self._local_batch, ctx, seed, lengths, drop_last=cfg.drop_last)
         self._dataset, self._collate, self._cfg, self._ctx, self._state = dataset, collate, cfg, ctx, state
         self._workers = resolve_num_workers(cfg.num_workers, dataset)
+        self._loader: Any = None
         self._batches = self._open(state.epoch, state.batch_in_epoch)
 
     def _open(self, epoch: int, skip: int) -> Iterator[Batch]:
         set_epoch(self._dataset, epoch)  # before the workers copy the dataset
-        loader = DataLoader(
-            self._dataset,
-            batch_sampler=self._epochs.batches(epoch, skip),
-            collate_fn=skipping_collate(self._collate),
-            num_workers=self._workers,
-            generator=self._state.loader_rng,
-            pin_memory=self._ctx.device.type == "cuda",
-        )
-        return iter(loader)
+        common: dict[str, Any] = {
+            "collate_fn": skipping_collate(self._collate),
+            "num_workers": self._workers,
+            "generator": self._state.loader_rng,
+            "pin_memory": self._ctx.device.type == "cuda",
+        }
+        if not self._iterable:
+            return iter(DataLoader(self._dataset, batch_sampler=self._epochs.batches(epoch, skip), **common))
+        stateful = _stateful_loader_class()
+        with warnings.catch_warnings():  # torchdata 0.11 calls a torch function that torch 2.14 deprecates
+            warnings.filterwarnings("ignore", message=".*set_vital.* is deprecated")
+            batching = {"batch_size": self._local_batch, "drop_last": self._cfg.drop_last}
+            self._loader = stateful(self._dataset, **batching, **common)
+        if skip and self._state.loader_state is not None:  # resume: every worker continues where it was
+            self._loader.load_state_dict(self._state.loader_state)
+        return iter(self._loader)
+
+    def loader_state(self) -> Any:
+        """What resuming an iterable source needs (its loader's state), or ``None`` for a map-style dataset."""
+        return self._loader.state_dict() if self._iterable and self._loader is not None else None
+
+    def _pull(self) -> Batch | None:
+        """The next batch of this epoch, or ``None`` at its end (on every rank together for iterable sources)."""
+        batch = next(self._batches, None)
+        if not self._iterable or self._ctx.world_size == 1:
+            return batch
+        have = torch.tensor([0.0 if batch is None else 1.0], device=self._ctx.device)
+        if float(all_reduce_mean(have)) == 1.0:  # every rank has one
+            return batch
+        if batch is not None:  # another rank ran out: this epoch ends here for all ranks
+            self._state.dropped += 1
+        return None
 
     def next(self) -> Batch:
         """The next batch on the training device; advances the state's epoch and position.
@@ -366,12 +413,17 @@ class _BatchStream:
         batch in which every item was skipped is passed over.
         """
         while True:
-            try:
-                batch = next(self._batches)
-            except StopIteration:
+            batch = self._pull()
+            if batch is None:
                 self._state.epoch, self._state.batch_in_epoch = self._state.epoch + 1, 0
+                self._state.loader_state = None
                 self._batches = self._open(self._state.epoch, 0)
-                batch = next(self._batches)
+                batch = self._pull()
+                if batch is None:
+                    raise ConfigError(
+                        f"the training data yielded no batch in epoch {self._state.epoch} "
+                        f"(on rank {self._ctx.rank} or another); check that the dataset is not empty"
+                    )
             self._state.batch_in_epoch += 1
             skipped = batch.pop(SKIPPED_KEY, []) if isinstance(batch, dict) else []
             for name in skipped:
@@ -381,6 +433,18 @@ class _BatchStream:
             if batch:
                 moved: Batch = move_to_device(batch, self._ctx.device)
                 return moved
+
+
+def _stateful_loader_class() -> Any:
+    """torchdata's ``StatefulDataLoader`` (imported when an iterable source is trained on)."""
+    try:
+        from torchdata.stateful_dataloader import StatefulDataLoader
+    except ImportError as exc:
+        raise ConfigError(
+            "training on an IterableDataset needs torchdata's StatefulDataLoader (it saves the position of every "
+            "worker for exact resume): pip install 'ssl-core[stream]'"
+        ) from exc
+    return StatefulDataLoader
 
 
 def _restore_latest(parts: _Parts, state: TrainState, ckpt_dir: Path | None, ctx: DistributedContext) -> Path:
@@ -555,6 +619,7 @@ def train(
                     events.ssl_log_metrics(step=state.step, metrics=row)
             stop = signals.requested(ctx)  # pre-emption: checkpoint at this step boundary, then stop
             if ckpt_dir is not None and (stop or _due(state.step, cfg.checkpoint_every, cfg.steps)):
+                state.loader_state = batches.loader_state()
                 last_ckpt = _save(ckpt_dir, parts, state, ctx, config_dict, cfg.keep_checkpoints)
             if events is not None:
                 events.ssl_on_step_end(step=state.step, metrics=row)
@@ -572,6 +637,7 @@ def train(
         peak_memory_mb=peak_memory_mb(ctx.device),
         resumed_from=state.resumed_from,
         skipped=state.skipped,
+        dropped_batches=state.dropped,
     )
 
 
