@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ssl_core._bases import EncoderBase
 from ssl_core._evaluation_functional import (
+    cosine_top_k,
     infer_num_classes,
     knn_predict,
     layer_weighted_sum,
@@ -337,3 +338,121 @@ def test_layer_probe_accepts_layers_of_different_widths(digits: tuple[list[Batch
     metrics = LayerWeightedProbeEvaluator(epochs=10)(encoder, train, test)
     assert metrics["layer_probe_top1"] > 0.8
     assert metrics["layer_weight_0"] + metrics["layer_weight_1"] == pytest.approx(1.0, abs=1e-5)
+
+
+# --------------------------------------------------------------------------- large splits: chunks and float16
+
+
+@pytest.mark.parametrize("bank_batch_size", [1, 3, 7, 64, 10_000])
+@pytest.mark.parametrize("batch_size", [1, 5, 1024])
+def test_chunked_knn_predicts_as_the_unchunked_path(bank_batch_size: int, batch_size: int) -> None:
+    generator = torch.Generator().manual_seed(3)
+    train, test = torch.randn(200, 16, generator=generator), torch.randn(37, 16, generator=generator)
+    labels = torch.randint(0, 6, (200,), generator=generator)
+    whole = knn_predict(train, labels, test, k=5, temperature=0.1, num_classes=6, batch_size=37, bank_batch_size=200)
+    chunked = knn_predict(
+        train, labels, test, k=5, temperature=0.1, num_classes=6, batch_size=batch_size, bank_batch_size=bank_batch_size
+    )  # a bank chunk of 1 or 3 rows holds fewer rows than k
+    assert torch.equal(chunked.argmax(dim=1), whole.argmax(dim=1))
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    similarity, index = cosine_top_k(test, train, k=5, bank_batch_size=bank_batch_size)
+    reference = torch.nn.functional.normalize(test) @ torch.nn.functional.normalize(train).T
+    assert torch.equal(index, reference.topk(5, dim=1).indices)
+    torch.testing.assert_close(similarity, reference.topk(5, dim=1).values)
+
+
+def test_a_float16_bank_is_compared_in_float32() -> None:
+    generator = torch.Generator().manual_seed(4)
+    train, test = torch.randn(300, 32, generator=generator).half(), torch.randn(50, 32, generator=generator)
+    labels = torch.randint(0, 4, (300,), generator=generator)
+    half = knn_predict(train, labels, test, k=10, temperature=0.07, num_classes=4, bank_batch_size=64)
+    upcast = knn_predict(train.float(), labels, test, k=10, temperature=0.07, num_classes=4, bank_batch_size=64)
+    assert half.dtype == torch.float32 and torch.equal(half.argmax(dim=1), upcast.argmax(dim=1))
+    torch.testing.assert_close(half, upcast)
+
+
+def test_knn_evaluator_in_small_chunks_matches_one_chunk(digits: tuple[list[Batch], list[Batch]]) -> None:
+    train, test = digits
+    one = KNNEvaluator(k=(1, 10, 20), batch_size=4096, bank_batch_size=4096)(FlattenEncoder(), train, test)
+    small = KNNEvaluator(k=(1, 10, 20), batch_size=33, bank_batch_size=7)(FlattenEncoder(), train, test)
+    assert small == one
+
+
+def test_feature_buffer_preallocates_grows_and_chooses_float16_above_the_threshold() -> None:
+    from ssl_core._feature_buffer import FeatureBuffer
+
+    sized = FeatureBuffer("auto", expected_rows=10)
+    sized.append(torch.ones(4, 3))
+    sized.append(torch.ones(6, 3))
+    assert sized.dtype == torch.float32 and sized.result() is sized.result()  # full: handed over, not copied
+    assert sized.result().untyped_storage().nbytes() == 10 * 3 * 4  # allocated once, at the expected size
+    large = FeatureBuffer("auto", expected_rows=10, float16_above_bytes=100)  # 10 x 3 x 4 = 120 bytes
+    large.append(torch.full((10, 3), 1 / 3))
+    assert large.dtype == torch.float16 and large.result().shape == (10, 3)
+    torch.testing.assert_close(large.result().float(), torch.full((10, 3), 1 / 3), rtol=1e-3, atol=0)
+    unsized = FeatureBuffer("auto", float16_above_bytes=5000 * 4)  # grows past 1024 rows, then past the threshold
+    for _ in range(30):
+        unsized.append(torch.arange(200.0).reshape(200, 1))
+    assert unsized.dtype == torch.float16 and torch.equal(unsized.result()[:, 0], torch.arange(200.0).repeat(30).half())
+
+
+def test_features_outside_float16_stay_float32_under_auto_and_fail_under_float16() -> None:
+    from ssl_core._feature_buffer import FeatureBuffer
+
+    buffer = FeatureBuffer("auto", expected_rows=4, float16_above_bytes=1)
+    buffer.append(torch.ones(2, 2))
+    with pytest.warns(UserWarning, match="held in float32"):
+        buffer.append(torch.tensor([[1e5, 0.0], [1.0, 1.0]]))
+    assert buffer.dtype == torch.float32 and buffer.result()[2, 0].item() == 1e5
+    tiny = FeatureBuffer("auto", float16_above_bytes=1)
+    with pytest.warns(UserWarning, match="held in float32"):
+        tiny.append(torch.full((2, 2), 1e-6))  # below float16's normal range: precision would be lost
+    with pytest.raises(ValueError, match="do not fit float16"):
+        FeatureBuffer("float16").append(torch.full((1, 2), 7e4))
+    with pytest.raises(ValueError, match="feature_storage"):
+        FeatureBuffer("float64")  # type: ignore[arg-type]
+
+
+def test_float16_features_score_like_float32_ones(digits: tuple[list[Batch], list[Batch]]) -> None:
+    train, test = digits
+    feats, _ = embed(FlattenEncoder(), train, feature_storage="float16")
+    assert feats.dtype == torch.float16 and not feats.is_inference()
+    for evaluator in (KNNEvaluator, LinearProbeEvaluator):
+        full = evaluator(feature_storage="float32")(FlattenEncoder(), train, test)  # type: ignore[operator]
+        half = evaluator(feature_storage="float16")(FlattenEncoder(), train, test)  # type: ignore[operator]
+        assert all(abs(full[key] - half[key]) <= 0.005 for key in full), (full, half)
+    full = LayerWeightedProbeEvaluator(epochs=10, feature_storage="float32")(FakeLayeredEncoder(), train, test)
+    half = LayerWeightedProbeEvaluator(epochs=10, feature_storage="float16")(FakeLayeredEncoder(), train, test)
+    assert abs(full["layer_probe_top1"] - half["layer_probe_top1"]) <= 0.01
+
+
+def test_embedding_from_a_loader_fills_one_tensor_of_the_dataset_size() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    dataset = TensorDataset(torch.randn(300, 8), torch.randint(0, 3, (300,)))
+    loader = DataLoader(
+        dataset,
+        batch_size=64,
+        collate_fn=lambda rows: {"x": torch.stack([r[0] for r in rows]), "y": torch.stack([r[1] for r in rows])},
+    )
+    feats, labels = embed(FlattenEncoder(), loader)
+    assert feats.shape == (300, 8) and feats.untyped_storage().nbytes() == 300 * 8 * 4 and labels.shape == (300,)
+
+
+def test_shared_embeddings_serve_auto_from_float32_and_keep_temporary_batches_alive() -> None:
+    from ssl_core._evaluators import shared_embeddings
+
+    encoder, calls = FlattenEncoder(), []
+    encoder.register_forward_hook(lambda module, args, output: calls.append(1))
+    batch = {"x": torch.randn(4, 8, 8), "y": torch.tensor([0, 1, 0, 1])}
+    with shared_embeddings():
+        first, _ = embed(encoder, [batch], feature_storage="float32")
+        again, _ = embed(encoder, [batch], feature_storage="auto")  # a new list: embedded again, not mistaken
+        for _ in range(5):  # temporary lists may reuse a freed list's id: the cache holds them, so they cannot
+            other = {"x": torch.randn(4, 8, 8), "y": torch.tensor([1, 1, 1, 1])}
+            feats, labels = embed(encoder, [other], feature_storage="auto")
+            assert torch.equal(labels, other["y"]) and torch.equal(feats, other["x"].flatten(1))
+        batches = [batch]
+        shared, _ = embed(encoder, batches, feature_storage="float32")
+        assert embed(encoder, batches, feature_storage="auto")[0] is shared
+    assert len(calls) == 8 and torch.equal(first, again)

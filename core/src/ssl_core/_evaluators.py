@@ -5,9 +5,12 @@ encoder (see :func:`embed` and :func:`embed_layers`), then works on those
 features only. The tensor arithmetic lives in :mod:`ssl_core._evaluation_functional`.
 
 All evaluators also take keyword-only ``device`` (default: the encoder's device),
-``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``; for embedding only) and
+``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``; for embedding only),
 ``num_classes`` (default: the largest label over both splits plus one; the
-pipeline passes the dataset's count).
+pipeline passes the dataset's count) and ``feature_storage`` (``"auto"``: a split
+whose float32 features exceed :data:`~ssl_core._feature_buffer.FLOAT16_ABOVE_BYTES`
+is held as float16; ``"float32"``; ``"float16"``). Features are written batch by batch
+into one preallocated tensor, and every kernel reading them works in float32 chunks.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextvars
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -24,14 +28,19 @@ from torch import Tensor, nn
 
 from ._device import Precision, autocast_context, move_to_device
 from ._evaluation_functional import (
+    BANK_BATCH_SIZE,
+    cosine_top_k,
     infer_num_classes,
-    knn_predict,
+    inverse_row_norms,
+    knn_vote,
     layer_weighted_sum,
     masked_mean,
     standardize,
     topk_accuracy,
+    topk_hits,
     warn_if_few_labels,
 )
+from ._feature_buffer import FeatureBuffer, FeatureStorage
 from ._protocols import Batch, Encoder, Features
 
 __all__ = [
@@ -51,15 +60,20 @@ def embed(
     *,
     device: torch.device | str | None = None,
     precision: Precision = "fp32",
+    feature_storage: FeatureStorage = "float32",
 ) -> tuple[Tensor, Tensor]:
     """Run a frozen encoder over labelled batches; return pooled features and labels.
 
     The encoder runs in eval mode under :func:`torch.inference_mode` and each of its
     modules gets its previous train/eval mode back afterwards. Tensors in each batch
     are moved to ``device`` (default: the device of the encoder's parameters, else CPU).
+    Features are copied batch by batch into one preallocated tensor (sized from
+    ``len(batches.dataset)`` when the batches come from a DataLoader), held in float32,
+    or in float16 under ``feature_storage="float16"`` or ``"auto"`` for a large split
+    (:data:`~ssl_core._feature_buffer.FLOAT16_ABOVE_BYTES`).
 
     Returns:
-        ``(features [N, D] float32 on CPU, labels [N] int64 on CPU)``.
+        ``(features [N, D] float32 (or float16, see above) on CPU, labels [N] int64 on CPU)``.
 
     Example:
         >>> from ssl_core._bases import EncoderBase
@@ -74,7 +88,7 @@ def embed(
     def pooled(features: Features, batch: Batch) -> Tensor:
         return features.pooled
 
-    return _embed_with(encoder, batches, pooled, device=device, precision=precision)
+    return _embed_with(encoder, batches, pooled, device=device, precision=precision, storage=feature_storage)
 
 
 def embed_layers(
@@ -83,6 +97,7 @@ def embed_layers(
     *,
     device: torch.device | str | None = None,
     precision: Precision = "fp32",
+    feature_storage: FeatureStorage = "float32",
 ) -> tuple[Tensor, Tensor]:
     """Like :func:`embed`, but return every hidden layer, mean-pooled over tokens.
 
@@ -90,7 +105,7 @@ def embed_layers(
     ``Features.padding_mask``); layers shaped ``[B, D]`` pass through.
 
     Returns:
-        ``(layer features [N, L, D] float32 on CPU, labels [N] int64 on CPU)``.
+        ``(layer features [N, L, D] float32 (or float16, as in :func:`embed`) on CPU, labels [N] int64 on CPU)``.
 
     Example:
         >>> from ssl_core._bases import EncoderBase
@@ -114,7 +129,7 @@ def embed_layers(
         pooled = [torch.nn.functional.pad(p, (0, widest - p.shape[-1])) for p in pooled]
         return torch.stack(pooled, dim=1)
 
-    return _embed_with(encoder, batches, pooled_layers, device=device, precision=precision)
+    return _embed_with(encoder, batches, pooled_layers, device=device, precision=precision, storage=feature_storage)
 
 
 def _pool_layer(layer: Tensor, padding_mask: Tensor | None, index: int) -> Tensor:
@@ -130,7 +145,16 @@ def _pool_layer(layer: Tensor, padding_mask: Tensor | None, index: int) -> Tenso
     raise ValueError(f"hidden layer {index} must be [B, T, D] or [B, D], got {tuple(layer.shape)}")
 
 
-_SHARED: contextvars.ContextVar[dict[tuple[Any, ...], tuple[Tensor, Tensor]] | None] = contextvars.ContextVar(
+@dataclass(frozen=True)
+class _SharedEmbedding:
+    """A cached embedding, holding its encoder and batches so that their ``id`` cannot be reused meanwhile."""
+
+    encoder: object
+    batches: object
+    result: tuple[Tensor, Tensor]
+
+
+_SHARED: contextvars.ContextVar[dict[tuple[Any, ...], _SharedEmbedding] | None] = contextvars.ContextVar(
     "ssl_core_shared_embeddings", default=None
 )
 
@@ -141,6 +165,8 @@ def shared_embeddings() -> Iterator[None]:
 
     :func:`ssl_core.evaluate` opens one around its evaluators, so a kNN and a linear probe
     on one run share the features of each split instead of running the encoder twice.
+    A request for ``feature_storage="auto"`` is served by features already held in
+    float32 or float16; ``"float32"`` and ``"float16"`` by features held in that dtype.
 
     Example:
         >>> with shared_embeddings():
@@ -153,6 +179,13 @@ def shared_embeddings() -> Iterator[None]:
         _SHARED.reset(token)
 
 
+_SERVES: dict[str, tuple[torch.dtype, ...]] = {
+    "auto": (torch.float32, torch.float16),
+    "float32": (torch.float32,),
+    "float16": (torch.float16,),
+}
+
+
 def _embed_with(
     encoder: Encoder,
     batches: Iterable[Batch],
@@ -160,14 +193,16 @@ def _embed_with(
     *,
     device: torch.device | str | None,
     precision: Precision,
+    storage: FeatureStorage,
 ) -> tuple[Tensor, Tensor]:
     shared = _SHARED.get()
     key = (id(encoder), id(batches), extract.__name__, str(device), precision)
-    if shared is not None and key in shared:
-        return shared[key]
-    result = _embed_fresh(encoder, batches, extract, device=device, precision=precision)
+    for dtype in _SERVES.get(storage, ()):
+        if shared is not None and (*key, dtype) in shared:
+            return shared[(*key, dtype)].result
+    result = _embed_fresh(encoder, batches, extract, device=device, precision=precision, storage=storage)
     if shared is not None:
-        shared[key] = result
+        shared[(*key, result[0].dtype)] = _SharedEmbedding(encoder, batches, result)
     return result
 
 
@@ -178,11 +213,12 @@ def _embed_fresh(
     *,
     device: torch.device | str | None,
     precision: Precision,
+    storage: FeatureStorage,
 ) -> tuple[Tensor, Tensor]:
     target = torch.device(device) if device is not None else _module_device(encoder)
     autocast = autocast_context(target, precision)  # validates precision before any batch is drawn
+    features_buffer = FeatureBuffer(storage, expected_rows=_expected_rows(batches))  # validates storage
     name = type(encoder).__name__
-    feature_chunks: list[Tensor] = []
     label_chunks: list[Tensor] = []
     with _frozen(encoder), torch.inference_mode():
         for index, batch in enumerate(batches):
@@ -200,12 +236,22 @@ def _embed_fresh(
                 )
             if not torch.isfinite(values).all():
                 raise ValueError(f"{name} produced NaN or infinite features in batch {index}")
-            feature_chunks.append(values.cpu())
+            features_buffer.append(values)
             label_chunks.append(labels)
-    if not feature_chunks:
+    if not label_chunks:
         raise ValueError("no batches to embed (the split is empty); evaluators need a non-empty train and test split")
-    # Concatenating outside inference mode yields ordinary tensors that autograd can use as probe inputs.
-    return torch.cat(feature_chunks), torch.cat(label_chunks)
+    # The buffer was allocated outside inference mode, and concatenating outside it yields ordinary tensors:
+    # autograd can use both as probe inputs.
+    return features_buffer.result(), torch.cat(label_chunks)
+
+
+def _expected_rows(batches: Iterable[Batch]) -> int | None:
+    """Rows a DataLoader over a sized dataset will yield at most (skipped items make fewer); else unknown."""
+    dataset = getattr(batches, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:  # an IterableDataset without a length
+        return None
 
 
 def _module_device(encoder: object) -> torch.device:
@@ -249,12 +295,13 @@ def _split_features(
     device: torch.device | str | None,
     precision: Precision,
     num_classes: int | None,
+    storage: FeatureStorage = "auto",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """Embed both splits, naming the split in errors, and settle the number of classes."""
     splits = []
     for split_name, batches in (("train", train), ("test", test)):
         try:
-            splits.append(embedder(encoder, batches, device=device, precision=precision))
+            splits.append(embedder(encoder, batches, device=device, precision=precision, feature_storage=storage))
         except ValueError as error:
             raise ValueError(f"{split_name} split: {error}") from error
         except KeyError as error:
@@ -289,7 +336,7 @@ def _train_adamw(
     for _ in range(epochs):
         order = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
         for rows in order.split(batch_size):
-            loss = nn.functional.cross_entropy(head(inputs[rows]), labels[rows])
+            loss = nn.functional.cross_entropy(head(inputs[rows].float()), labels[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -299,7 +346,7 @@ def _train_adamw(
 
 @torch.no_grad()
 def _predict(head: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:
-    return torch.cat([head(chunk) for chunk in inputs.split(batch_size)])
+    return torch.cat([head(chunk.float()) for chunk in inputs.split(batch_size)])
 
 
 @contextlib.contextmanager
@@ -324,9 +371,14 @@ class KNNEvaluator:
 
     Reports ``knn_top1@{k}`` for each ``k`` (and ``knn_top5@{k}`` when there are at
     least 5 classes). A ``k`` larger than the train split is clipped to its size, with a
-    warning; the metric keeps the name of the ``k`` asked for, so keys stay stable across
-    data sizes. Splits with fewer train samples than classes, or test classes missing from
-    the train split, give a warning too (see :func:`~ssl_core.functional.warn_if_few_labels`).
+    warning; the metric keys keep the ``k`` asked for, so keys stay stable across data
+    sizes. Splits with fewer train samples than classes, or test classes missing from the
+    train split, give a warning too (see :func:`~ssl_core.functional.warn_if_few_labels`).
+
+    Memory stays bounded on large splits: the neighbours of ``batch_size`` test rows at a
+    time are found among ``bank_batch_size`` train rows at a time (a running top-k,
+    similarities in float32 even for float16 features), once for the largest ``k``; every
+    ``k`` votes from those neighbours, and only hit counts are kept.
 
     Example:
         >>> evaluator = KNNEvaluator(k=(10, 20))
@@ -348,20 +400,24 @@ class KNNEvaluator:
         device: torch.device | str | None = None,
         precision: Precision = "fp32",
         num_classes: int | None = None,
+        feature_storage: FeatureStorage = "auto",
+        bank_batch_size: int = BANK_BATCH_SIZE,
     ) -> None:
         self.k: tuple[int, ...] = (k,) if isinstance(k, int) else tuple(k)
         if not self.k or any(value < 1 for value in self.k):
             raise ValueError(f"k must be one or more integers >= 1, got {k}")
-        _check_positive(temperature=temperature, batch_size=batch_size)
+        _check_positive(temperature=temperature, batch_size=batch_size, bank_batch_size=bank_batch_size)
         self.temperature = temperature
         self.batch_size = batch_size
         self.device = device
         self.precision: Precision = precision
         self.num_classes = num_classes
+        self.feature_storage: FeatureStorage = feature_storage
+        self.bank_batch_size = bank_batch_size
 
     def __call__(self, encoder: Encoder, train: Iterable[Batch], test: Iterable[Batch]) -> dict[str, float]:
         train_feats, train_labels, test_feats, test_labels, num_classes = _split_features(
-            encoder, train, test, embed, self.device, self.precision, self.num_classes
+            encoder, train, test, embed, self.device, self.precision, self.num_classes, self.feature_storage
         )
         warn_if_few_labels(self.component, train_labels, test_labels)
         bank = train_feats.shape[0]
@@ -375,21 +431,35 @@ class KNNEvaluator:
                 stacklevel=2,
             )
         compute_device = torch.device(self.device) if self.device is not None else _module_device(encoder)
-        train_feats, train_labels, test_feats = (t.to(compute_device) for t in (train_feats, train_labels, test_feats))
+        train_feats, train_labels = train_feats.to(compute_device), train_labels.to(compute_device)
+        inverse_norms = inverse_row_norms(train_feats, self.bank_batch_size)
+        hits = {(k, top): 0 for k in self.k for top in (1, 5)}
+        for query, query_labels in zip(
+            test_feats.split(self.batch_size), test_labels.split(self.batch_size), strict=True
+        ):
+            similarity, index = cosine_top_k(
+                query.to(compute_device),
+                train_feats,
+                k=min(max(self.k), bank),
+                bank_batch_size=self.bank_batch_size,
+                bank_inverse_norms=inverse_norms,
+            )
+            neighbour_labels = train_labels[index]
+            for k in self.k:  # columns are sorted: the first k are the k nearest
+                used = min(k, bank)
+                scores = knn_vote(
+                    similarity[:, :used],
+                    neighbour_labels[:, :used],
+                    temperature=self.temperature,
+                    num_classes=num_classes,
+                )
+                for top in (1, 5):
+                    hits[(k, top)] += topk_hits(scores, query_labels, k=top)
         metrics: dict[str, float] = {}
         for k in self.k:
-            scores = knn_predict(
-                train_feats,
-                train_labels,
-                test_feats,
-                k=min(k, bank),
-                temperature=self.temperature,
-                num_classes=num_classes,
-                batch_size=self.batch_size,
-            )
-            metrics[f"knn_top1@{k}"] = topk_accuracy(scores, test_labels, k=1)
+            metrics[f"knn_top1@{k}"] = hits[(k, 1)] / test_feats.shape[0]
             if num_classes >= 5:
-                metrics[f"knn_top5@{k}"] = topk_accuracy(scores, test_labels, k=5)
+                metrics[f"knn_top5@{k}"] = hits[(k, 5)] / test_feats.shape[0]
         return metrics
 
 
@@ -436,6 +506,7 @@ class LinearProbeEvaluator:
         device: torch.device | str | None = None,
         precision: Precision = "fp32",
         num_classes: int | None = None,
+        feature_storage: FeatureStorage = "auto",
     ) -> None:
         _check_positive(epochs=epochs, lr=lr, batch_size=batch_size)
         if weight_decay < 0:
@@ -449,10 +520,11 @@ class LinearProbeEvaluator:
         self.device = device
         self.precision: Precision = precision
         self.num_classes = num_classes
+        self.feature_storage: FeatureStorage = feature_storage
 
     def __call__(self, encoder: Encoder, train: Iterable[Batch], test: Iterable[Batch]) -> dict[str, float]:
         train_feats, train_labels, test_feats, test_labels, num_classes = _split_features(
-            encoder, train, test, embed, self.device, self.precision, self.num_classes
+            encoder, train, test, embed, self.device, self.precision, self.num_classes, self.feature_storage
         )
         warn_if_few_labels(self.component, train_labels, test_labels)
         if self.standardize:
@@ -473,7 +545,8 @@ class LinearProbeEvaluator:
             total.backward()
             chunks = zip(train_feats.split(self.batch_size), train_labels.split(self.batch_size), strict=True)
             for rows, labels in chunks:
-                chunk_loss = nn.functional.cross_entropy(head(rows), labels, reduction="sum") / train_feats.shape[0]
+                logits = head(rows.float())  # float16 features are upcast a chunk at a time
+                chunk_loss = nn.functional.cross_entropy(logits, labels, reduction="sum") / train_feats.shape[0]
                 chunk_loss.backward()
                 total = total.detach() + chunk_loss.detach()
             return total
@@ -545,6 +618,7 @@ class LayerWeightedProbeEvaluator:
         device: torch.device | str | None = None,
         precision: Precision = "fp32",
         num_classes: int | None = None,
+        feature_storage: FeatureStorage = "auto",
     ) -> None:
         _check_positive(epochs=epochs, lr=lr, hidden_dim=hidden_dim, layer_lr=layer_lr, batch_size=batch_size)
         if weight_decay < 0:
@@ -560,10 +634,11 @@ class LayerWeightedProbeEvaluator:
         self.device = device
         self.precision: Precision = precision
         self.num_classes = num_classes
+        self.feature_storage: FeatureStorage = feature_storage
 
     def __call__(self, encoder: Encoder, train: Iterable[Batch], test: Iterable[Batch]) -> dict[str, float]:
         train_feats, train_labels, test_feats, test_labels, num_classes = _split_features(
-            encoder, train, test, embed_layers, self.device, self.precision, self.num_classes
+            encoder, train, test, embed_layers, self.device, self.precision, self.num_classes, self.feature_storage
         )
         warn_if_few_labels(self.component, train_labels, test_labels)
         if self.standardize:  # statistics per (layer, dim): layers can live on very different scales
