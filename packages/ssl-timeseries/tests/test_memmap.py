@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ssl_core
-from ssl_timeseries import SeriesDataError, memmap
+from ssl_timeseries import MemmapSeriesDataset, SeriesDataError, memmap
 
 
 def _write(folder: Path, n_train: int = 48, n_test: int = 16, length: int = 64) -> None:
@@ -53,3 +53,25 @@ def test_ts2vec_trains_on_a_memmap_with_workers(tmp_path: Path) -> None:
 def test_missing_arrays_are_named(tmp_path: Path) -> None:
     with pytest.raises(SeriesDataError, match=r"lacks x_train\.npy, y_train\.npy"):
         memmap(str(tmp_path))
+
+
+def _mapped_resident_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5:
+            inside = len(fields) > 5 and fields[5] == str(path)
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="reads /proc/self/smaps (Linux)")
+def test_reading_rows_keeps_no_page_of_the_file_resident(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((4000, 256, 1)).astype(np.float32)  # 4 MB
+    np.save(tmp_path / "x.npy", x)
+    dataset = MemmapSeriesDataset(tmp_path / "x.npy", np.zeros(4000, dtype=np.int64))
+    for index in range(0, 4000, 7):
+        assert np.array_equal(dataset[index][0].numpy(), x[index])
+    assert _mapped_resident_kb((tmp_path / "x.npy").resolve()) == 0  # a memory map's read-around would hold MBs
