@@ -11,38 +11,131 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
+import numpy as np
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset, Subset
 
 from ._checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from ._config import PipelineConfig, load_config, to_dict
 from ._errors import ConfigError
 from ._evaluators import shared_embeddings
 from ._pipeline import build_dataset, build_encoder, build_evaluators
-from ._protocols import DatasetSplits
+from ._protocols import Batch, DatasetSplits
 from ._registry import Registry, default_registry
 from ._results import EvaluationResults
 from ._sampler import LengthBucketBatchSampler, dataset_lengths
-from ._streaming import resolve_num_workers, warning_collate
+from ._streaming import SKIPPED_KEY, resolve_num_workers, skipping_collate
 
-__all__ = ["LoadedEncoder", "eval_loader", "evaluate", "evaluate_checkpoint", "load_encoder", "write_plots"]
+__all__ = [
+    "EvaluationBatches",
+    "LoadedEncoder",
+    "eval_loader",
+    "evaluate",
+    "evaluate_checkpoint",
+    "load_encoder",
+    "skipped_in_evaluation",
+    "write_plots",
+]
+
+_NAMED_SKIPS: Final = 20
+"""Skipped items named in a warning each (per ``skipped_in_evaluation`` block, or per split without one)."""
+
+_SKIPPED: contextvars.ContextVar[tuple[list[str], set[str]] | None] = contextvars.ContextVar(
+    "ssl_core_skipped_in_evaluation", default=None
+)
 
 
-def eval_loader(dataset: Any, splits: DatasetSplits, batch_size: int) -> DataLoader[Any]:
-    """Evaluation batches in a fixed order; sorted by length when the dataset has ``lengths()`` (less padding)."""
+@contextmanager
+def skipped_in_evaluation() -> Iterator[list[str]]:
+    """Collect the names of the items evaluation batches skipped inside the block, each once, in order.
+
+    The run records their number in ``metrics.json`` (``data.skipped_in_evaluation``). A name
+    already collected is not warned about again (the random-init baseline and the plot read
+    the same splits).
+
+    Example:
+        >>> with skipped_in_evaluation() as names:
+        ...     pass  # evaluate(...) here
+        >>> names
+        []
+    """
+    names: list[str] = []
+    token = _SKIPPED.set((names, set()))
+    try:
+        yield names
+    finally:
+        _SKIPPED.reset(token)
+
+
+class EvaluationBatches:
+    """The batches of one split for evaluation, without the items the dataset skipped.
+
+    Items a lazily decoding dataset returns as :class:`~ssl_core.SkippedItem` are dropped
+    in the DataLoader worker that decoded them; their names travel with the batch
+    (``skipping_collate``) to the main process, which names each in a warning once and
+    records it in the open :func:`skipped_in_evaluation` block. A batch of skipped items
+    only is passed over. ``dataset`` and ``len()`` are the loader's.
+    """
+
+    def __init__(self, loader: DataLoader[Any]) -> None:
+        self.loader = loader
+        self.dataset = loader.dataset
+        self.skipped: list[str] = []
+        """Names of the items skipped so far, each once."""
+        self._seen: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.loader:
+            names = batch.pop(SKIPPED_KEY, []) if isinstance(batch, dict) else []
+            for name in names:
+                self._report(name)
+            if not isinstance(batch, dict) or batch:
+                yield batch
+
+    def _report(self, name: str) -> None:
+        if name in self._seen:
+            return
+        self._seen.add(name)
+        self.skipped.append(name)
+        collected = _SKIPPED.get()
+        if collected is not None:
+            names, seen = collected
+            if name in seen:
+                return
+            names.append(name)
+            seen.add(name)
+        if (len(collected[0]) if collected is not None else len(self.skipped)) <= _NAMED_SKIPS:
+            warnings.warn(f"skipped an item the dataset could not read (evaluation): {name}", stacklevel=3)
+
+
+def eval_loader(
+    dataset: Any, splits: DatasetSplits, batch_size: int, *, num_workers: int | None = None
+) -> EvaluationBatches:
+    """Evaluation batches in a fixed order; sorted by length when the dataset has ``lengths()`` (less padding).
+
+    A lazily decoding dataset gets DataLoader workers unless ``num_workers`` says otherwise;
+    the items it skips are reported in the main process (:class:`EvaluationBatches`).
+    """
     lengths = dataset_lengths(dataset)
-    collate, workers = warning_collate(splits.collate), resolve_num_workers(None, dataset)  # lazily decoding: workers
+    collate, workers = skipping_collate(splits.collate), resolve_num_workers(num_workers, dataset)
     if lengths is None:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers)
-    buckets = LengthBucketBatchSampler(lengths, batch_size, shuffle=False)
-    return DataLoader(dataset, batch_sampler=buckets, collate_fn=collate, num_workers=workers)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers)
+    else:
+        buckets = LengthBucketBatchSampler(lengths, batch_size, shuffle=False)
+        loader = DataLoader(dataset, batch_sampler=buckets, collate_fn=collate, num_workers=workers)
+    return EvaluationBatches(loader)
 
 
 def evaluate(
@@ -116,15 +209,38 @@ def write_plots(
         attempt("loss", lambda: plot_loss([dict(row) for row in history], out_dir / "loss.png", title=title))
 
     def embeddings() -> Path | None:
+        plotted = _plotted_points(splits.test, seed=cfg.seed)
         try:
-            feats, labels = embed(cast(Any, encoder), eval_loader(splits.test, splits, cfg.train.eval_batch_size))
+            feats, labels = embed(cast(Any, encoder), eval_loader(plotted, splits, cfg.train.eval_batch_size))
         except (KeyError, ValueError):
             return None  # unlabelled test split: nothing to colour by
         title = f"{cfg.name}: test embeddings (t-SNE)"
-        return plot_embeddings(feats.numpy(), labels.numpy(), out_dir / "embeddings.png", title=title, seed=cfg.seed)
+        return plot_embeddings(
+            feats.float().numpy(), labels.numpy(), out_dir / "embeddings.png", title=title, seed=cfg.seed
+        )
 
     attempt("embeddings", embeddings)
     return written
+
+
+_PLOTTED_POINTS: Final = 2000
+"""The t-SNE plot draws at most this many test points (``plot_embeddings``' ``max_points``)."""
+
+
+class _LazySubset(Subset[Any]):
+    """A subset that keeps its dataset's ``decodes_lazily`` (so that it still gets workers)."""
+
+    @property
+    def decodes_lazily(self) -> bool:
+        return bool(getattr(self.dataset, "decodes_lazily", False))
+
+
+def _plotted_points(dataset: Any, *, seed: int) -> Any:
+    """The test items the plot draws: the same ones ``plot_embeddings`` would pick, so only they are embedded."""
+    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__") or len(dataset) <= _PLOTTED_POINTS:
+        return dataset
+    keep = np.random.default_rng(seed).choice(len(dataset), size=_PLOTTED_POINTS, replace=False)
+    return _LazySubset(dataset, keep.tolist())
 
 
 @dataclass

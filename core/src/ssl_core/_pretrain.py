@@ -27,7 +27,7 @@ import torch
 
 from ._config import PipelineConfig, to_dict
 from ._distributed import DistributedContext, run_on_main
-from ._evaluate import evaluate, write_plots
+from ._evaluate import evaluate, skipped_in_evaluation, write_plots
 from ._hooks import guarded
 from ._loggers import BUILTIN_LOGGERS, ProgressBar
 from ._pipeline import BuiltPipeline, build_component, build_encoder, build_evaluators, build_pipeline
@@ -107,6 +107,8 @@ def _metrics(
             "info": jsonable(built.splits.info) or {},
             "skipped_in_training": len(result.skipped),
             "skipped_names": sorted(set(result.skipped))[:20],
+            "skipped_in_evaluation": 0,  # rank 0 counts them when it evaluates
+            "skipped_in_evaluation_names": [],
             "dropped_batches": result.dropped_batches,
         },
     }
@@ -179,19 +181,22 @@ def _evaluate_and_write(
     hooks: Any,
 ) -> MetricsDocument:
     batch_size = cfg.train.eval_batch_size
-    metrics["evaluations"] = evaluate(encoder, built.splits, built.evaluators, batch_size=batch_size, hooks=hooks)
-    if cfg.compare_random_init and built.evaluators:
-        random_init = build_encoder(cfg, built.splits, registry).to(ctx.device)
-        evaluators = build_evaluators(cfg.evaluate, built.splits, registry)
-        metrics["random_init"] = evaluate(
-            random_init, built.splits, evaluators, batch_size=batch_size, hooks=hooks, label="random_init/"
-        )
-    where = str(out_dir) if out_dir is not None else None
-    if out_dir is not None:
-        write_json_atomic(out_dir / "metrics.json", metrics)  # results first: a failing plot cannot lose them
-    hooks.hook.ssl_on_results(metrics=dict(metrics), out_dir=where)
-    if out_dir is not None and cfg.plots:
-        metrics["plots"] = write_plots(out_dir, result.history, encoder, built.splits, cfg, hooks)
-        write_json_atomic(out_dir / "metrics.json", metrics)
+    with skipped_in_evaluation() as skipped:  # each unreadable item named and counted once
+        metrics["evaluations"] = evaluate(encoder, built.splits, built.evaluators, batch_size=batch_size, hooks=hooks)
+        if cfg.compare_random_init and built.evaluators:
+            random_init = build_encoder(cfg, built.splits, registry).to(ctx.device)
+            evaluators = build_evaluators(cfg.evaluate, built.splits, registry)
+            metrics["random_init"] = evaluate(
+                random_init, built.splits, evaluators, batch_size=batch_size, hooks=hooks, label="random_init/"
+            )
+        metrics["data"]["skipped_in_evaluation"] = len(skipped)
+        metrics["data"]["skipped_in_evaluation_names"] = sorted(skipped)[:20]
+        where = str(out_dir) if out_dir is not None else None
+        if out_dir is not None:
+            write_json_atomic(out_dir / "metrics.json", metrics)  # results first: a failing plot cannot lose them
+        hooks.hook.ssl_on_results(metrics=dict(metrics), out_dir=where)
+        if out_dir is not None and cfg.plots:
+            metrics["plots"] = write_plots(out_dir, result.history, encoder, built.splits, cfg, hooks)
+            write_json_atomic(out_dir / "metrics.json", metrics)
     hooks.hook.ssl_on_run_end(metrics=dict(metrics), out_dir=where)
     return metrics

@@ -63,6 +63,9 @@ class DataSummary(TypedDict):
     info: dict[str, Any]
     skipped_in_training: int
     skipped_names: list[str]
+    skipped_in_evaluation: int
+    """Items the evaluation splits skipped (each once, however many evaluators read them)."""
+    skipped_in_evaluation_names: list[str]
     dropped_batches: int
     """Batches of an iterable source left on some ranks when another rank's share ran out (0 otherwise)."""
 

@@ -72,7 +72,7 @@ from ._config import (
 )
 from ._distributed import DistributedContext, run_on_main
 from ._errors import ConfigError, EncoderWeightsMismatchError
-from ._evaluate import evaluate, load_encoder
+from ._evaluate import evaluate, load_encoder, skipped_in_evaluation
 from ._pipeline import build_component, build_dataset, build_encoder, build_evaluators, load_encoder_state
 from ._pretrain import run_pipeline
 from ._registry import Registry
@@ -355,8 +355,10 @@ class _StageRunner:
             with _naming_stage(stage.name):
                 load_encoder_state(evaluated, previous.state_dict(), f"encoder {cfg.encoder.name!r}")
         evaluators = build_evaluators(cfg.evaluate, splits, self.registry)
-        results = evaluate(evaluated, splits, evaluators, batch_size=cfg.train.eval_batch_size, hooks=self.hooks)
-        metrics = {"name": cfg.name, "evaluations": results}
+        with skipped_in_evaluation() as skipped:
+            results = evaluate(evaluated, splits, evaluators, batch_size=cfg.train.eval_batch_size, hooks=self.hooks)
+        data = {"skipped_in_evaluation": len(skipped), "skipped_in_evaluation_names": sorted(skipped)[:20]}
+        metrics = {"name": cfg.name, "evaluations": results, "data": data}
         if self.write:
             write_json_atomic(stage_dir / "metrics.json", metrics)
         return _record(stage, None, metrics, {"out_dir": str(stage_dir)})

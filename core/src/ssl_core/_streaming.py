@@ -12,6 +12,8 @@ then:
   mid-epoch draws the same crops;
 - skips items returned as :class:`SkippedItem` (a corrupt or missing file): each is named
   in a warning, counted, and listed in ``metrics.json`` (``data.skipped_in_training``).
+  Evaluation does the same (``data.skipped_in_evaluation``): in both, the names travel
+  with the batch from the worker (:func:`skipping_collate`) and the main process warns.
 
 Example:
     >>> g1, g2 = sample_generator(0, 3, 17), sample_generator(0, 3, 17)
@@ -68,7 +70,10 @@ def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
 def skipping_collate(collate: Callable[[Sequence[Any]], Any]) -> Callable[[Sequence[Any]], Any]:
     """``collate`` that drops :class:`SkippedItem` entries and lists them under :data:`SKIPPED_KEY`.
 
-    A batch made only of skipped items becomes ``{SKIPPED_KEY: [...]}`` alone.
+    The names travel with the batch to the process that reads it (from a DataLoader worker
+    to the main process), which warns and counts. A batch made only of skipped items
+    becomes ``{SKIPPED_KEY: [...]}`` alone. A ``collate`` that returns something other than
+    a dict cannot carry the names: they are warned about where they were dropped.
     """
 
     def collate_kept(items: Sequence[Any]) -> Any:
@@ -79,13 +84,20 @@ def skipping_collate(collate: Callable[[Sequence[Any]], Any]) -> Callable[[Seque
         batch = collate(kept) if kept else {}
         if isinstance(batch, dict):
             batch[SKIPPED_KEY] = skipped
+        else:
+            for name in skipped:
+                warnings.warn(f"skipped an item the dataset could not read: {name}", stacklevel=2)
         return batch
 
     return collate_kept
 
 
 def warning_collate(collate: Callable[[Sequence[Any]], Any]) -> Callable[[Sequence[Any]], Any]:
-    """``collate`` that drops :class:`SkippedItem` entries with a warning naming each (evaluation, no workers)."""
+    """``collate`` that drops :class:`SkippedItem` entries with a warning naming each, where it runs.
+
+    In a DataLoader worker that warning never reaches the user; evaluation uses
+    :func:`skipping_collate` and warns in the main process instead. Kept for callers of 1.0.
+    """
 
     def collate_kept(items: Sequence[Any]) -> Any:
         for item in items:
