@@ -156,7 +156,7 @@ def cosine_top_k(
     best: tuple[Tensor, Tensor] | None = None
     for start in range(0, bank.shape[0], bank_batch_size):
         chunk = bank[start : start + bank_batch_size]
-        similarity = (unit @ chunk.float().T) * bank_inverse_norms[start : start + chunk.shape[0]]
+        similarity = (unit @ chunk.float().T).mul_(bank_inverse_norms[start : start + chunk.shape[0]])  # in place
         chunk_similarity, position = similarity.topk(min(k, chunk.shape[0]), dim=1)
         if best is None:
             best = chunk_similarity, position
