@@ -29,18 +29,19 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssl_core import ConfigError, DatasetSplits
+from ssl_core import ConfigError, DatasetSplits, sample_generator
 
 from ._fused import GraphStructure
 from .functional import add_self_loops_once, sample_neighbors, to_csr
 
 __all__ = [
+    "GraphSource",
     "NeighborSubgraphs",
     "collate_graphs",
     "collate_single_graph",
@@ -152,13 +153,64 @@ def collate_graphs(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+class GraphSource(Protocol):
+    """What :class:`NeighborSubgraphs` samples from: an incoming-edge CSR and per-node features.
+
+    A graph held in memory (a node-level batch dict) and a graph folder read through
+    memory maps (:class:`~ssl_graph.GraphFolder`) both are one.
+    """
+
+    num_nodes: int
+    decodes_lazily: bool
+
+    def csr(self) -> tuple[Tensor, Tensor]:
+        """``(rowptr [N + 1], sources [E])``: the sources of each node's incoming edges."""
+        ...
+
+    def features(self, node_ids: Tensor) -> Tensor:
+        """Float32 features of ``node_ids``, ``[len(node_ids), F]``."""
+        ...
+
+    def labels(self, node_ids: Tensor) -> Tensor | None:
+        """Labels of ``node_ids``, or ``None`` for an unlabelled graph."""
+        ...
+
+
+class _InMemoryGraph:
+    """A node-level batch dict as a :class:`GraphSource` (its CSR built once)."""
+
+    decodes_lazily = False
+
+    def __init__(self, graph: dict[str, Any]) -> None:
+        self.graph = graph
+        self.num_nodes = int(graph["x"].shape[0])
+        self._csr = to_csr(graph["edge_index"], self.num_nodes)
+
+    def csr(self) -> tuple[Tensor, Tensor]:
+        return self._csr
+
+    def features(self, node_ids: Tensor) -> Tensor:
+        return self.graph["x"][node_ids]  # type: ignore[no-any-return]
+
+    def labels(self, node_ids: Tensor) -> Tensor | None:
+        return self.graph["y"][node_ids] if "y" in self.graph else None
+
+
 class NeighborSubgraphs(Dataset[int]):
     """Seed nodes of one large graph; :meth:`collate` samples their neighbourhood subgraph.
 
     Used as ``DatasetSplits.pretrain`` so that a graph that does not fit in memory as a
-    whole is pretrained on mini-batches. Uses PyG's ``NeighborLoader`` when ``pyg-lib`` or
-    ``torch-sparse`` is installed, and ssl-graph's own vectorised sampler otherwise (the
-    same sampling scheme). The subgraph's seed nodes come first.
+    whole is pretrained on mini-batches. ``graph`` is a node-level batch dict held in
+    memory, or any :class:`GraphSource` (a memory-mapped :class:`~ssl_graph.GraphFolder`,
+    which also makes the loop give the loader workers: ``decodes_lazily``). Sampling is
+    ssl-graph's vectorised sampler (:func:`~ssl_graph.functional.sample_neighbors`), or
+    PyG's ``NeighborLoader`` for an in-memory graph when ``pyg-lib`` or ``torch-sparse``
+    is installed (the same scheme). The subgraph's seed nodes come first, and it has
+    exactly one self-loop per node (sampled self-loops are dropped, one is added).
+
+    The draws of a batch depend only on ``(seed, epoch, first seed node)``
+    (:func:`ssl_core.sample_generator`): not on which worker samples it nor on whether the
+    run was resumed, so a resumed run sees the same subgraphs.
 
     Example:
         >>> splits = synthetic(num_nodes=300, in_dim=4, batch_nodes=32)
@@ -167,20 +219,23 @@ class NeighborSubgraphs(Dataset[int]):
         (32, True)
     """
 
-    def __init__(self, graph: dict[str, Any], num_neighbors: Sequence[int], seed: int = 0) -> None:
-        self.graph = graph
+    def __init__(self, graph: dict[str, Any] | GraphSource, num_neighbors: Sequence[int], seed: int = 0) -> None:
+        self.source: GraphSource = _InMemoryGraph(graph) if isinstance(graph, dict) else graph
         self.num_neighbors = [int(k) for k in num_neighbors]
-        self.num_nodes = int(graph["x"].shape[0])
-        self.rowptr, self.sources = to_csr(graph["edge_index"], self.num_nodes)
-        self.generator = torch.Generator().manual_seed(seed)
+        if not self.num_neighbors or any(k < 1 for k in self.num_neighbors):
+            raise GraphDataError(f"num_neighbors needs at least one hop, each positive, got {list(num_neighbors)}")
+        self.num_nodes = self.source.num_nodes
+        self.decodes_lazily = self.source.decodes_lazily
+        self.seed, self.epoch = seed, 0
         self._loader: Any = None
         import torch_geometric.typing as pyg_typing
 
-        if pyg_typing.WITH_PYG_LIB or pyg_typing.WITH_TORCH_SPARSE:
+        if isinstance(self.source, _InMemoryGraph) and (pyg_typing.WITH_PYG_LIB or pyg_typing.WITH_TORCH_SPARSE):
             from torch_geometric.data import Data
             from torch_geometric.loader import NeighborLoader
 
-            data = Data(x=graph["x"], edge_index=graph["edge_index"], num_nodes=self.num_nodes)
+            whole = self.source.graph
+            data = Data(x=whole["x"], edge_index=whole["edge_index"], num_nodes=self.num_nodes)
             self._loader = NeighborLoader(data, num_neighbors=self.num_neighbors, batch_size=1)
 
     def __len__(self) -> int:
@@ -189,23 +244,36 @@ class NeighborSubgraphs(Dataset[int]):
     def __getitem__(self, index: int) -> int:
         return index
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draws depend on ``(seed, epoch, first seed node)`` (:func:`ssl_core.sample_generator`)."""
+        self.epoch = epoch
+
     def collate(self, seeds: Sequence[int]) -> dict[str, Any]:
+        """The sampled subgraph of a batch of seed nodes (seeds first, ``num_seed_nodes`` of them)."""
         seed_ids = torch.as_tensor(list(seeds), dtype=torch.long)
+        return self.subgraph(seed_ids, sample_generator(self.seed, self.epoch, int(seed_ids[0])))
+
+    def subgraph(self, seed_ids: Tensor, generator: torch.Generator) -> dict[str, Any]:
+        """Sample around ``seed_ids`` with ``generator``: a node-level batch dict (``num_seed_nodes`` set)."""
         if self._loader is not None:
-            sub = self._loader.filter_fn(self._loader.collate_fn(seed_ids))
+            with torch.random.fork_rng(devices=[]):  # PyG's samplers draw from the global generator
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+                sub = self._loader.filter_fn(self._loader.collate_fn(seed_ids))
             node_ids, edge_index = sub.n_id, sub.edge_index
         else:
-            node_ids, edge_index = sample_neighbors(
-                self.rowptr, self.sources, seed_ids, self.num_neighbors, self.generator
-            )
+            rowptr, sources = self.source.csr()
+            node_ids, edge_index = sample_neighbors(rowptr, sources, seed_ids, self.num_neighbors, generator)
+        num_nodes = int(node_ids.numel())
+        edge_index = add_self_loops_once(edge_index, num_nodes)
         batch: dict[str, Any] = {
-            "x": self.graph["x"][node_ids],
+            "x": self.source.features(node_ids),
             "edge_index": edge_index,
-            "structure": GraphStructure.from_edge_index(edge_index, int(node_ids.numel())),
+            "structure": GraphStructure.from_edge_index(edge_index, num_nodes),
         }
-        if "y" in self.graph:
-            batch["y"] = self.graph["y"][node_ids]
-        batch["num_seed_nodes"] = len(seed_ids)
+        labels = self.source.labels(node_ids)
+        if labels is not None:
+            batch["y"] = labels
+        batch["num_seed_nodes"] = int(seed_ids.numel())
         return batch
 
 

@@ -176,7 +176,13 @@ def sample_neighbors(
     Each hop takes up to ``k`` incoming neighbours of the current frontier (all of them
     when a node has at most ``k``, otherwise ``k`` drawn with replacement and
     de-duplicated). Returns ``(node_ids, edge_index)``: the subgraph's global node ids
-    with the seeds first, and its edges in local ids (source -> target).
+    with the seeds first (then each hop's new nodes in increasing id), and its edges in
+    local ids (source -> target).
+
+    Memory and time grow with the sampled subgraph, not with the graph: ``rowptr`` and
+    ``sources`` are only indexed (they may be tensors over memory-mapped files, of any
+    integer dtype), and global ids become local ones by binary search over the nodes met
+    so far (no array of the graph's size is allocated).
 
     Example:
         >>> import torch
@@ -186,36 +192,38 @@ def sample_neighbors(
         ([0, 1, 2], 2)
     """
     num_nodes = rowptr.numel() - 1
-    local = torch.full((num_nodes,), -1, dtype=torch.long)
-    node_ids = seeds.clone()
-    local[node_ids] = torch.arange(node_ids.numel())
+    node_ids = seeds.long().clone()
+    met, met_local = torch.sort(node_ids)  # global ids met so far (sorted) and their local ids
     frontier = node_ids
     edge_src: list[Tensor] = []
     edge_dst: list[Tensor] = []
     for k in num_neighbors:
-        start, degree = rowptr[frontier], rowptr[frontier + 1] - rowptr[frontier]
+        start = rowptr[frontier].long()
+        degree = rowptr[frontier + 1].long() - start
         small = degree <= k
         # nodes with few neighbours: take them all
         small_nodes, small_deg = frontier[small], degree[small]
         owner = torch.repeat_interleave(small_nodes, small_deg)
         first = torch.repeat_interleave(start[small] - torch.cumsum(small_deg, 0) + small_deg, small_deg)
         offsets = torch.arange(owner.numel()) + first
-        picked_src, picked_dst = [sources[offsets]], [owner]
+        picked_src, picked_dst = [sources[offsets].long()], [owner]
         # nodes with many neighbours: k draws with replacement, duplicates removed below
         big_nodes = frontier[~small]
         if big_nodes.numel():
             draw = torch.rand(big_nodes.numel(), k, generator=generator)
             pos = start[~small].unsqueeze(1) + (draw * degree[~small].unsqueeze(1)).long()
-            picked_src.append(sources[pos.reshape(-1)])
+            picked_src.append(sources[pos.reshape(-1)].long())
             picked_dst.append(big_nodes.repeat_interleave(k))
         src, dst = torch.cat(picked_src), torch.cat(picked_dst)
         pair = torch.unique(src * num_nodes + dst)
         src, dst = pair // num_nodes, pair % num_nodes
-        new = torch.unique(src[local[src] < 0])
-        local[new] = torch.arange(node_ids.numel(), node_ids.numel() + new.numel())
+        where = torch.searchsorted(met, src).clamp(max=met.numel() - 1)
+        new = torch.unique(src[met[where] != src])
         node_ids = torch.cat([node_ids, new])
-        edge_src.append(local[src])
-        edge_dst.append(local[dst])
+        met, order = torch.sort(torch.cat([met, new]))
+        met_local = torch.cat([met_local, torch.arange(node_ids.numel() - new.numel(), node_ids.numel())])[order]
+        edge_src.append(met_local[torch.searchsorted(met, src)])
+        edge_dst.append(met_local[torch.searchsorted(met, dst)])
         frontier = new
         if frontier.numel() == 0:
             break
