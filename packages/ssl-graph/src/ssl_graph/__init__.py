@@ -2,8 +2,9 @@
 
 Components (entry points, loaded lazily by ssl-core): encoders ``graph.gat``, ``graph.gin``;
 views ``graph.node_mask``, ``graph.augment`` (GRACE's two views); objective ``graph.graphmae``;
-evaluators ``graph.node_probe``, ``graph.svm``; datasets ``graph.planetoid``, ``graph.tudataset``, ``graph.synthetic``;
-recipe ``graph.graphmae``.
+evaluators ``graph.node_probe``, ``graph.svm``; datasets ``graph.planetoid``, ``graph.tudataset``, ``graph.synthetic``,
+``graph.memmap`` (a graph folder of memory-mapped ``.npy`` arrays, neighbour-sampled); recipes ``graph.graphmae``,
+``graph.graphmae_memmap``; command ``ssl graph-synthetic`` (a hook plugin, ``graph.cli``).
 
 Example:
     >>> import ssl_graph
@@ -18,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import functional
 from ._data import (
     GraphDataError,
+    GraphSource,
     NeighborSubgraphs,
     collate_graphs,
     collate_single_graph,
@@ -28,8 +30,11 @@ from ._data import (
 )
 from ._encoders import GATEncoder, GINEncoder, node_embeddings
 from ._evaluators import GraphSVMEvaluator, NodeProbeEvaluator, node_probe
+from ._graph_folder import FORMAT as GRAPH_FOLDER_FORMAT
+from ._graph_folder import GraphFolder, memmap, open_graph_folder, save_graph_folder
 from ._objectives import GraphMAEObjective
-from ._recipes import GRAPHMAE_PAPER, PUBLISHED_GRAPHMAE, graphmae
+from ._recipes import GRAPHMAE_PAPER, PUBLISHED_GRAPHMAE, graphmae, graphmae_memmap
+from ._synthetic_folder import write_synthetic_graph
 from ._views import GraphAugmentViews, NodeMaskViews
 
 try:
@@ -39,13 +44,16 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 __all__ = [
     "GRAPHMAE_PAPER",
+    "GRAPH_FOLDER_FORMAT",
     "PUBLISHED_GRAPHMAE",
     "GATEncoder",
     "GINEncoder",
     "GraphAugmentViews",
     "GraphDataError",
+    "GraphFolder",
     "GraphMAEObjective",
     "GraphSVMEvaluator",
+    "GraphSource",
     "NeighborSubgraphs",
     "NodeMaskViews",
     "NodeProbeEvaluator",
@@ -55,9 +63,14 @@ __all__ = [
     "functional",
     "graph_batch",
     "graphmae",
+    "graphmae_memmap",
+    "memmap",
     "node_embeddings",
     "node_probe",
+    "open_graph_folder",
     "planetoid",
+    "save_graph_folder",
     "synthetic",
     "tudataset",
+    "write_synthetic_graph",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GRAPHMAE_PAPER", "PUBLISHED_GRAPHMAE", "graphmae"]
+__all__ = ["GRAPHMAE_PAPER", "PUBLISHED_GRAPHMAE", "graphmae", "graphmae_memmap"]
 
 GRAPHMAE_PAPER: dict[str, dict[str, Any]] = {
     "Cora": {
@@ -96,4 +96,39 @@ def graphmae(dataset: str = "Cora") -> dict[str, Any]:
             "log_every": 50,
         },
         "evaluate": [{"name": "graph.node_probe", "lr": 0.01, "weight_decay": p["probe_wd"], "epochs": 300}],
+    }
+
+
+def graphmae_memmap(batch_nodes: int = 512, steps: int = 1000, hidden_dim: int = 256) -> dict[str, Any]:
+    """GraphMAE on a large graph folder (``graph.memmap``): neighbour-sampled mini-batches, features memory-mapped.
+
+    Each step takes ``batch_nodes`` seed nodes and their sampled 2-hop neighbourhood
+    (10 neighbours per hop, one hop per GAT layer); the mask is drawn over all sampled
+    nodes. Cora's GraphMAE settings otherwise (mask 0.5, replace 0.05, alpha 3, Adam at
+    1e-3), a CPU-sized encoder (``hidden_dim`` 256, 4 heads). The node probe embeds the
+    sampled neighbourhood of 2,000 random labelled nodes. Pass the folder with ``--root``
+    (``ssl graph-synthetic DIR`` writes one).
+
+    Example:
+        >>> cfg = graphmae_memmap(batch_nodes=1024)
+        >>> cfg["data"]["name"], cfg["train"]["batch_size"]
+        ('graph.memmap', 1024)
+    """
+    return {
+        "name": "graphmae-memmap",
+        "seed": 0,
+        "data": {"name": "graph.memmap", "num_neighbors": [10, 10]},
+        "encoder": {"name": "graph.gat", "hidden_dim": hidden_dim, "heads": 4, "num_layers": 2},
+        "views": {"name": "graph.node_mask", "mask_rate": 0.5, "replace_rate": 0.05},
+        "objective": {"name": "graph.graphmae", "alpha": 3.0},
+        "train": {
+            "steps": steps,
+            "batch_size": batch_nodes,
+            "lr": 1e-3,
+            "optimizer": "adam",
+            "weight_decay": 0.0,
+            "min_lr_ratio": 0.0,
+            "log_every": 10,
+        },
+        "evaluate": [{"name": "graph.node_probe", "lr": 0.01, "weight_decay": 1e-4, "epochs": 300}],
     }
