@@ -12,8 +12,12 @@ again), ``peak_pss_mb`` (proportional set size: shared pages counted once),
 training step).
 
 Modalities measured here: ``timeseries`` (random-walk series; ``timeseries.arrays`` .npz
-against ``timeseries.memmap``), and ``image`` (CIFAR-10 JPEGs replicated; the image
-folder in memory against streamed) when ``../shared/data/cifar10`` is present.
+against ``timeseries.memmap``), ``image`` (CIFAR-10 JPEGs replicated; the image folder in
+memory against streamed) when ``../shared/data/cifar10`` is present, and ``speech`` (FSDD
+resampled to 16 kHz, pitch-shifted, gain-scaled and joined into 3.2 h at 1x, 51.2 h at
+16x; SMALL wav2vec 2.0 on ``speech.audio_folder`` in memory against ``speech.manifest``)
+when ``../shared/data/fsdd`` is present. The in-memory speech run stops at 4x: 16x would
+hold 11.5 GB of float32 audio.
 
 Usage::
 
@@ -24,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,11 +102,67 @@ def image_run(paths: dict[str, Path], impl: str, steps: int) -> tuple[str, dict[
     return "vision.mae", {"data": data}, overrides
 
 
+def _stretch(wave: np.ndarray, ratio: float) -> np.ndarray:
+    """``wave`` resampled to ``ratio`` times its length (linear interpolation)."""
+    length = max(2, round(len(wave) * ratio))
+    return np.interp(np.linspace(0, len(wave) - 1, length), np.arange(len(wave)), wave).astype(np.float32)
+
+
+def build_speech(folder: Path, factor: int, base_seconds: int) -> dict[str, Path]:
+    """``factor * base_seconds`` of 16 kHz audio made from FSDD: each file joins 1-3 recordings of one digit.
+
+    Every recording is resampled from 8 kHz, pitch-shifted (resampled by 0.9-1.1, which
+    also changes its tempo) and scaled by a random gain; files are distinct at every
+    factor (no hard links), so the page cache cannot hold a 16x corpus for free. Also
+    writes the manifest that ``speech.manifest`` reads (``ssl speech-manifest``).
+    """
+    import soundfile
+
+    from ssl_speech import write_manifest
+
+    source = sorted((SHARED / "fsdd" / "recordings").glob("*.wav"))
+    recordings = [(int(p.name.split("_")[0]), soundfile.read(p, dtype="float32")[0]) for p in source]
+    by_digit = {d: [w for digit, w in recordings if digit == d] for d in range(10)}
+    rng = np.random.default_rng(factor)
+    audio, total, number = folder / "audio", 0.0, 0
+    while total < factor * base_seconds:
+        digit = int(rng.integers(10))
+        parts = []
+        for _ in range(int(rng.integers(1, 4))):
+            wave = by_digit[digit][int(rng.integers(len(by_digit[digit])))]
+            wave = _stretch(wave, 2.0 / rng.uniform(0.9, 1.1)) * rng.uniform(0.3, 1.5)
+            parts += [wave, np.zeros(int(rng.integers(800, 2400)), dtype=np.float32)]
+        clip = np.clip(np.concatenate(parts), -1.0, 1.0)
+        target = audio / str(digit) / f"{number:07d}.wav"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(target, clip, 16000, subtype="PCM_16")
+        total, number = total + len(clip) / 16000, number + 1
+    write_manifest(audio, folder / "manifest", layout="folder", valid_fraction=0.1, progress=False)
+    print(f"{folder.name}: {number} files, {total / 3600:.2f} h of audio")
+    return {"in_memory": audio, "streaming": folder / "manifest"}
+
+
+def speech_run(paths: dict[str, Path], impl: str, steps: int) -> tuple[str, dict[str, Any], list[str]]:
+    data = (
+        {"name": "speech.audio_folder", "root": str(paths["in_memory"]), "progress": False}
+        if impl == "in_memory"
+        else {"name": "speech.manifest", "root": str(paths["streaming"])}
+    )  # whole files on both paths (no crop), padded to the longest in the batch: the same work per step
+    overrides = [
+        f"train.steps={steps}", "train.batch_size=8", f"train.num_workers={2 if impl == 'streaming' else 0}",
+        "train.precision=fp32",
+    ]  # fmt: skip
+    return "speech.wav2vec2", {"data": data}, overrides
+
+
 MODALITIES: dict[str, tuple[Callable[..., dict[str, Path]], Callable[..., Any], int, int]] = {
     # name: (build corpus, run config, base size, quick base size)
     "timeseries": (build_series, series_run, 32768, 512),
     "image": (build_images, image_run, 100, 20),
+    "speech": (build_speech, speech_run, 11_520, 600),  # seconds of audio: 3.2 h at 1x, 51.2 h at 16x
 }
+IN_MEMORY_LIMIT: dict[str, int] = {"speech": 4}
+"""The largest factor at which the in-memory path is run (16x speech would hold 11.5 GB of float32 audio)."""
 
 WORKER = """
 import json, sys, time
@@ -158,19 +219,28 @@ def main() -> None:
     args = parser.parse_args()
     factors = (1, 4) if args.quick else (1, 4, 16)
     steps = args.steps or (10 if args.quick else 40)
-    chosen = args.modality or [m for m in MODALITIES if m != "image" or (SHARED / "cifar10").is_dir()]
+    needs = {"image": SHARED / "cifar10", "speech": SHARED / "fsdd" / "recordings"}
+    available = [m for m in MODALITIES if m not in needs or needs[m].is_dir()]
+    for missing in sorted(set(MODALITIES) - set(available)):
+        print(f"skipping {missing}: {needs[missing]} is absent")
+    chosen = args.modality or available
     report = Report("data_scale")
     with tempfile.TemporaryDirectory(prefix="ssl-data-scale-") as scratch:
         for modality in chosen:
             build, configure, base, quick_base = MODALITIES[modality]
             for factor in factors:
-                paths = build(Path(scratch) / f"{modality}-{factor}x", factor, quick_base if args.quick else base)
+                folder = Path(scratch) / f"{modality}-{factor}x"
+                paths = build(folder, factor, quick_base if args.quick else base)
                 for impl in ("in_memory", "streaming"):
+                    if impl == "in_memory" and factor > IN_MEMORY_LIMIT.get(modality, factor):
+                        print(f"{modality}-{factor}x in_memory: not run (would not fit in this machine's memory)")
+                        continue
                     recipe, data, overrides = configure(paths, impl, steps)
                     values = measure(recipe, data["data"], overrides)
                     for metric, value in values.items():
                         report.add(impl=impl, case=f"{modality}-{factor}x", metric=metric, value=value, seed=0)
                     print(f"{modality}-{factor}x {impl:<9} " + "  ".join(f"{k} {v:.1f}" for k, v in values.items()))
+                shutil.rmtree(folder, ignore_errors=True)  # one corpus on disk at a time (16x speech is 5.9 GB)
     print(report.table())
     report.write(args.json)
 
