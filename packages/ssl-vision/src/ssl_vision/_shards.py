@@ -263,7 +263,9 @@ class ShardedImages(Dataset[Any]):
 def _open_split(base: Path, split: str, summary: dict[str, Any], image_size: int | None) -> ShardedImages:
     entries = summary.get("shards", {}).get(split)
     if not entries:
-        raise ImageDataError(f"{base / INDEX_FILE} lists no {split!r} shards; {_WRITE_HINT}")
+        known = sorted(summary.get("shards", {}))
+        hint = f"it has {', '.join(known)}: set data.train / data.test to one of them" if known else _WRITE_HINT
+        raise ImageDataError(f"{base / INDEX_FILE} lists no {split!r} shards; {hint}")
     parts, owners = [], []
     for number, entry in enumerate(entries):
         index = _index_path(base / entry["file"])
