@@ -281,6 +281,9 @@ def write_folder_atomically(folder: Path, write: Any, meta: dict[str, Any]) -> N
         raise GraphDataError(f"{folder} already holds files; choose a new folder for the graph")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-partial-", dir=folder.parent))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the graph's folder is an ordinary one
     try:
         write(staging)
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
