@@ -158,6 +158,7 @@ def cosine_top_k(
         chunk = bank[start : start + bank_batch_size]
         similarity = (unit @ chunk.float().T).mul_(bank_inverse_norms[start : start + chunk.shape[0]])  # in place
         chunk_similarity, position = similarity.topk(min(k, chunk.shape[0]), dim=1)
+        del similarity  # freed before the next chunk's is allocated: one chunk alive at a time
         if best is None:
             best = chunk_similarity, position
             continue
