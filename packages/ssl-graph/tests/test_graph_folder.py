@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def test_synthetic_writer_and_reader_round_trip(tmp_path: Path) -> None:
     assert (graph.num_nodes, graph.num_edges, graph.num_features, graph.num_classes) == (300, 2400, 6, 3)
     assert json.loads((tmp_path / "g" / "meta.json").read_text()) == {k: v for k, v in meta.items() if k != "seconds"}
     arrays = graph.arrays()
-    assert isinstance(arrays["x"], np.memmap) and arrays["x"].dtype == np.float16
+    assert not arrays["x"].flags.writeable and arrays["x"].dtype == np.float16  # a read-only map
     assert arrays["indices"].dtype == np.int32 and arrays["indptr"].dtype == np.int64
     edges = _edges(tmp_path / "g")
     assert edges == sorted((t, s) for s, t in edges)  # every edge stored both ways
@@ -156,6 +157,32 @@ def test_memmap_matches_the_in_memory_sampler_on_the_same_graph(
     assert isinstance(mapped, NeighborSubgraphs)
     a, b = in_memory.collate(list(range(8))), mapped.collate(list(range(8)))
     assert torch.equal(a["x"], b["x"]) and torch.equal(a["edge_index"], b["edge_index"])
+
+
+def _resident_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's header line; its fields follow
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="reads /proc/self/smaps (Linux)")
+def test_mapped_pages_leave_the_resident_set_after_each_batch(tmp_path: Path) -> None:
+    write_synthetic_graph(tmp_path / "g", num_nodes=20_000, num_edges=80_000, in_dim=64)
+    dataset = memmap(str(tmp_path / "g"), num_neighbors=[10, 10], eval_nodes=20).pretrain
+    assert isinstance(dataset, NeighborSubgraphs)
+    graph = dataset.source
+    rows = graph.arrays()["x"]  # type: ignore[attr-defined]
+    assert float(np.asarray(rows[::64], dtype=np.float32).sum()) != 0.0  # touch a page in every 2 of x.npy
+    assert _resident_kb(tmp_path / "g" / "x.npy") > 1000
+    batch = dataset.collate(list(range(0, 20_000, 40)))
+    assert batch["x"].shape[0] > 5000
+    for name in ("x.npy", "indices.npy", "indptr.npy", "y.npy"):
+        assert _resident_kb(tmp_path / "g" / name) == 0, name
 
 
 class TestMemmapDatasetConformance(DatasetConformance):

@@ -175,6 +175,10 @@ class GraphSource(Protocol):
         """Labels of ``node_ids``, or ``None`` for an unlabelled graph."""
         ...
 
+    def release(self) -> None:
+        """Called after each sampled batch: let go of what reading it brought in (mapped pages)."""
+        ...
+
 
 class _InMemoryGraph:
     """A node-level batch dict as a :class:`GraphSource` (its CSR built once)."""
@@ -194,6 +198,9 @@ class _InMemoryGraph:
 
     def labels(self, node_ids: Tensor) -> Tensor | None:
         return self.graph["y"][node_ids] if "y" in self.graph else None
+
+    def release(self) -> None:
+        pass
 
 
 class NeighborSubgraphs(Dataset[int]):
@@ -274,6 +281,7 @@ class NeighborSubgraphs(Dataset[int]):
         if labels is not None:
             batch["y"] = labels
         batch["num_seed_nodes"] = int(seed_ids.numel())
+        self.source.release()
         return batch
 
 

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -70,14 +71,32 @@ def _load(path: Path, in_memory: bool) -> np.ndarray:
     return array
 
 
+def _map(path: Path) -> tuple[np.ndarray, mmap.mmap]:
+    """A read-only array over a memory map of a ``.npy`` file, and the map (whose pages ``release`` drops)."""
+    with path.open("rb") as file:
+        major, _ = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(file)
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        offset = file.tell()
+    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mapped.madvise(mmap.MADV_RANDOM)  # rows are gathered at random: no read-ahead
+    count = int(np.prod(shape))
+    array = np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape, order="F" if fortran_order else "C"), mapped
+
+
 class GraphFolder:
     """A graph folder opened lazily: sizes from the headers, arrays mapped on first use per process.
 
     A :class:`~ssl_graph.GraphSource` for :class:`~ssl_graph.NeighborSubgraphs`:
     :meth:`features` and :meth:`labels` gather only the requested rows from the maps, and
     :meth:`csr` returns tensors over the mapped ``indptr`` / ``indices`` (nothing copied).
-    With ``in_memory=True`` the arrays are read whole into RAM instead (for comparison,
-    or for a graph small enough).
+    After each sampled batch :meth:`release` unmaps the pages it touched
+    (``madvise(MADV_DONTNEED)``): they stay in the page cache, but no longer count in the
+    process's resident set, so a worker's memory does not grow with the graph as the
+    epoch visits it. With ``in_memory=True`` the arrays are read whole into RAM instead
+    (for comparison, or for a graph small enough).
 
     Example:
         >>> import tempfile, torch
@@ -101,6 +120,7 @@ class GraphFolder:
         self.num_classes, self.meta, self.in_memory = num_classes, meta, in_memory
         self.decodes_lazily = not in_memory
         self._arrays: dict[str, np.ndarray] | None = None
+        self._maps: list[mmap.mmap] = []
         self._csr: tuple[Tensor, Tensor] | None = None
 
     @property
@@ -111,13 +131,25 @@ class GraphFolder:
         """The folder's arrays (``x``, ``indptr``, ``indices``, ``y`` when present), mapped once per process."""
         if self._arrays is None:
             names = ["x", "indptr", "indices", *(["y"] if self.has_labels else [])]
-            self._arrays = {name: _load(self.root / f"{name}.npy", self.in_memory) for name in names}
+            if self.in_memory:
+                self._arrays = {name: _load(self.root / f"{name}.npy", in_memory=True) for name in names}
+            else:
+                self._arrays = {}
+                for name in names:
+                    self._arrays[name], mapped = _map(self.root / f"{name}.npy")
+                    self._maps.append(mapped)
         return self._arrays
+
+    def release(self) -> None:
+        """Drop the mapped pages from this process's resident set (they stay in the page cache)."""
+        if hasattr(mmap, "MADV_DONTNEED"):
+            for mapped in self._maps:
+                mapped.madvise(mmap.MADV_DONTNEED)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if not self.in_memory:  # a spawned worker maps the files itself rather than unpickling a copy
-            state["_arrays"], state["_csr"] = None, None
+            state["_arrays"], state["_maps"], state["_csr"] = None, [], None
         return state
 
     def csr(self) -> tuple[Tensor, Tensor]:
