@@ -62,6 +62,10 @@ HEAVY_DEPENDENCIES: tuple[str, ...] = (
     "wandb",
     "torchdata",  # ssl-core[stream]: StatefulDataLoader for iterable sources
     "webdataset",  # ssl-vision[shards]: writing tar shards
+    "onnx",  # ssl export --to onnx (ssl-core[onnx])
+    "onnxruntime",
+    "onnxscript",
+    "transformers",  # ssl export --to hf (ssl-speech[hf])
     "pytest",
     "setuptools>=69",
 )

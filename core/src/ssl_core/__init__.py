@@ -19,6 +19,7 @@ from ._version import PLUGIN_API_VERSION, __version__
 __all__ = [
     "CAPABILITIES",
     "EXIT_PREEMPTED",
+    "EXPORT_TOLERANCE",
     "MODALITIES",
     "PLUGIN_API_VERSION",
     "STANDARD_DATA_FACTS",
@@ -33,6 +34,10 @@ __all__ = [
     "EncoderBase",
     "EncoderWeightsMismatchError",
     "Evaluator",
+    "ExportError",
+    "ExportResult",
+    "ExportSource",
+    "Exporter",
     "Features",
     "IncompatibleComponentsError",
     "KMeansResult",
@@ -77,6 +82,8 @@ __all__ = [
     "embed",
     "evaluate",
     "evaluate_checkpoint",
+    "export",
+    "export_formats",
     "hookimpl",
     "init_distributed",
     "kmeans",
@@ -101,6 +108,13 @@ __all__ = [
 
 # public name -> private module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
+    "EXPORT_TOLERANCE": "_export",
+    "ExportError": "_export",
+    "ExportResult": "_export",
+    "ExportSource": "_export",
+    "Exporter": "_export",
+    "export": "_export",
+    "export_formats": "_export",
     "BuiltPipeline": "_pipeline",
     "build_pipeline": "_pipeline",
     "load_encoder_state": "_pipeline",
@@ -228,6 +242,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from ._evaluate import LoadedEncoder, evaluate, evaluate_checkpoint, load_encoder
     from ._evaluators import KNNEvaluator, LayerWeightedProbeEvaluator, LinearProbeEvaluator, embed
+    from ._export import (
+        EXPORT_TOLERANCE,
+        Exporter,
+        ExportError,
+        ExportResult,
+        ExportSource,
+        export,
+        export_formats,
+    )
     from ._hooks import hookimpl, make_plugin_manager
     from ._kmeans import KMeansResult, kmeans, kmeans_predict
     from ._meters import ThroughputMeter

@@ -20,6 +20,7 @@ _CALL_SHAPES: dict[str, tuple[str, int]] = {
     "views": ("__call__", 2),  # __call__(batch, generator)
     "objective": ("forward", 2),  # forward(encoder, views)
     "evaluator": ("__call__", 3),  # __call__(encoder, train, test)
+    "exporter": ("export", 2),  # export(source, out)
 }
 
 
@@ -80,4 +81,5 @@ _DESCRIPTION = {
     "views": "batch, generator",
     "objective": "encoder, views",
     "evaluator": "encoder, train, test",
+    "exporter": "source, out",
 }

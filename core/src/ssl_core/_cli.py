@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._discovery import COMPONENT_GROUPS, DiscoveryReport, scan_plugins
-from ._errors import EXIT_PREEMPTED, PreemptedError, SSLCoreError
+from ._errors import EXIT_PREEMPTED, ConfigError, PreemptedError, SSLCoreError
 from ._version import __version__
 
 __all__ = ["main"]
 
-_BUILTIN_COMMANDS = ("plugins", "info", "run", "evaluate")
+_BUILTIN_COMMANDS = ("plugins", "info", "run", "evaluate", "export")
 
 
 def _status_exit(report: DiscoveryReport, strict: bool) -> int:
@@ -219,6 +219,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ._evaluate import load_encoder
+    from ._export import ExportSource, export, export_formats
+
+    if args.list or not args.to:
+        loaded = load_encoder(args.run, root=args.root)
+        formats = export_formats(ExportSource(loaded.encoder, loaded.config, loaded.splits))
+        print(f"export formats for encoder {loaded.config.encoder.name!r}:")
+        for name, why in formats.items():
+            print(f"  {name:<12} {'yes' if why is None else 'no: ' + why}")
+        if not args.list:
+            print("choose one with --to FORMAT --out PATH")
+        return 0 if args.list else 2
+    if not args.out:
+        raise ConfigError(f"--out PATH is required: the folder to write the {args.to} export into")
+    result = export(args.run, args.to, args.out, root=args.root, overwrite=args.overwrite)
+    print(f"wrote {result.path}/: {', '.join(result.files)}")
+    print(f"checked on the run's data: largest difference from the encoder {result.max_abs_diff:.2g} (fp32)")
+    if result.load:
+        print("load it with:\n    " + result.load.replace("\n", "\n    "))
+    return 0
+
+
 def _parser() -> tuple[argparse.ArgumentParser, Any]:
     parser = argparse.ArgumentParser(prog="ssl", description="Self-supervised learning pipelines from plugins.")
     parser.add_argument("--version", action="version", version=f"ssl-core {__version__}")
@@ -261,6 +284,15 @@ def _parser() -> tuple[argparse.ArgumentParser, Any]:
     )
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a run's encoder for other libraries (timm, hf, onnx, safetensors, ...)")
+    p.add_argument("run", help="a run directory or checkpoint .pt file")
+    p.add_argument("--to", default=None, metavar="FORMAT", help="safetensors, onnx or a plugin's (timm, hf, ...)")
+    p.add_argument("--out", default=None, help="folder to write")
+    p.add_argument("--list", action="store_true", help="list the formats this run's encoder exports to")
+    p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+    p.add_argument("--root", default=None, help="dataset root (default: the one the run recorded)")
+    p.set_defaults(func=_cmd_export)
     return parser, sub
 
 

@@ -40,6 +40,7 @@ COMPONENT_GROUPS: Final[dict[str, str]] = {
     "recipe": "ssl_core.recipes",
     "task": "ssl_core.tasks",
     "logger": "ssl_core.loggers",
+    "exporter": "ssl_core.exporters",
 }
 """Component kind -> entry-point group."""
 
