@@ -17,8 +17,9 @@ one ``knn_predict`` (k = 200) of the test rows against the bank, with the bank h
 as float16 (each chunk upcast, float32 matmul; what the evaluator does), and a ``bf16-matmul``
 variant (queries and bank chunks multiplied in bfloat16, top-k in float32), which was the
 alternative considered; its ``top1_disagreement`` with float32 is recorded too. ``peak_extra_mb``
-is the growth of the process's peak RSS during the call (a fresh process per impl), for the
-default chunks (1024 x 65 536) and for the whole bank at once (``unchunked-bank``, 1024 x N).
+is the process's peak RSS during the call (``VmHWM``, reset just before it) minus its RSS before
+(a fresh process per impl), for the default chunks (1024 x 65 536) and for the whole bank at once
+(``unchunked-bank``, 1024 x N).
 
 Run:
     python benchmarks/eval_scale.py --json benchmarks/results/eval_scale.json
@@ -27,6 +28,7 @@ Run:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import resource
@@ -175,6 +177,20 @@ def current_rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux >= 4.0; ignored elsewhere)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """``VmHWM``: this process's peak RSS. Unlike ``ru_maxrss`` it does not inherit the parent's size at fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def kernel_child(impl: str, n: int, dim: int, queries: int) -> dict[str, Any]:
     """One impl in this (fresh) process: seconds, peak RSS growth, predictions."""
     torch.set_num_threads(2)
@@ -182,6 +198,7 @@ def kernel_child(impl: str, n: int, dim: int, queries: int) -> dict[str, Any]:
     if impl == "float16-bank":
         train = train.half()
     before = current_rss_mb()
+    reset_peak_rss()
     start = time.perf_counter()
     if impl == "bf16-matmul":
         scores = bf16_knn(train, labels, test, k=200, num_classes=4)
@@ -191,7 +208,7 @@ def kernel_child(impl: str, n: int, dim: int, queries: int) -> dict[str, Any]:
             train, labels, test, k=200, temperature=TEMPERATURE, num_classes=4, bank_batch_size=bank_chunk
         )
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = peak_rss_mb()
     return {"seconds": seconds, "peak_extra_mb": peak - before, "pred": scores.argmax(1).tolist()}
 
 
