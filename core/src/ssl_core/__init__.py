@@ -84,6 +84,7 @@ __all__ = [
     "evaluate_checkpoint",
     "export",
     "export_formats",
+    "feature_tensors",
     "hookimpl",
     "init_distributed",
     "kmeans",
@@ -95,6 +96,7 @@ __all__ = [
     "load_stages",
     "make_plugin_manager",
     "make_teacher",
+    "max_abs_diff",
     "move_to_device",
     "resolve_device",
     "restore_rng_state",
@@ -115,6 +117,8 @@ _LAZY: dict[str, str] = {
     "Exporter": "_export",
     "export": "_export",
     "export_formats": "_export",
+    "feature_tensors": "_export",
+    "max_abs_diff": "_export",
     "BuiltPipeline": "_pipeline",
     "build_pipeline": "_pipeline",
     "load_encoder_state": "_pipeline",
@@ -250,6 +254,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ExportSource,
         export,
         export_formats,
+        feature_tensors,
+        max_abs_diff,
     )
     from ._hooks import hookimpl, make_plugin_manager
     from ._kmeans import KMeansResult, kmeans, kmeans_predict
