@@ -95,11 +95,14 @@ class WaveformFrontend(nn.Module):
             lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
         return lengths.clamp(min=0)
 
+    def uses_row_layout(self, device: torch.device) -> bool:
+        """Whether the forward on ``device`` takes the strided-matmul path (else torchaudio's ``Conv1d``)."""
+        if self.row_layout is None:
+            return device.type == "cpu" and self.norm_mode == "layer_norm"
+        return self.row_layout
+
     def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        row_layout = self.row_layout
-        if row_layout is None:
-            row_layout = x.device.type == "cpu" and self.norm_mode == "layer_norm"
-        if row_layout:
+        if self.uses_row_layout(x.device):
             from ._fast_cnn import row_cnn
 
             return row_cnn(self.cnn, x), None if lengths is None else self.frames(lengths)
