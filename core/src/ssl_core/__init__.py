@@ -24,6 +24,7 @@ __all__ = [
     "PLUGIN_API_VERSION",
     "STANDARD_DATA_FACTS",
     "BuiltPipeline",
+    "CollapseError",
     "ComponentConfig",
     "ComponentNotFoundError",
     "ConfigError",
@@ -98,6 +99,7 @@ __all__ = [
     "make_teacher",
     "max_abs_diff",
     "move_to_device",
+    "rankme",
     "resolve_device",
     "restore_rng_state",
     "run",
@@ -118,6 +120,8 @@ _LAZY: dict[str, str] = {
     "export": "_export",
     "export_formats": "_export",
     "feature_tensors": "_export",
+    "CollapseError": "_monitor",
+    "rankme": "_monitor",
     "max_abs_diff": "_export",
     "BuiltPipeline": "_pipeline",
     "build_pipeline": "_pipeline",
@@ -260,6 +264,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._hooks import hookimpl, make_plugin_manager
     from ._kmeans import KMeansResult, kmeans, kmeans_predict
     from ._meters import ThroughputMeter
+    from ._monitor import CollapseError, rankme
     from ._multi import MultiObjective, MultiViews
     from ._params import STANDARD_DATA_FACTS
     from ._pipeline import BuiltPipeline, build_pipeline, check_compatible, load_encoder_state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -54,6 +55,22 @@ class ObjectiveBase(nn.Module):
 
     def on_step_end(self, step: int, max_steps: int) -> None:
         """Hook for EMA teachers and schedules; called after every optimizer step."""
+
+    def health(self) -> dict[str, float]:
+        """Optional: this method's health scalars at the last step (DINO's teacher entropy, a codebook's perplexity).
+
+        The online monitors read them every ``train.monitor_every`` steps and log them as
+        ``health/<name>``; the default reports none.
+        """
+        return {}
+
+    def health_alarms(self, health: Mapping[str, float]) -> list[tuple[str, str]]:
+        """Optional: ``(rule, message)`` for each collapse this method recognises in ``health``.
+
+        A message names the symptom and the known remedies; the monitors warn once per
+        rule (or stop, with ``train.on_collapse = "stop"``). The default recognises none.
+        """
+        return []
 
 
 class ViewGeneratorBase:

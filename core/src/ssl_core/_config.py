@@ -147,6 +147,9 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     eval_batch_size: int = 512
+    monitor_every: int | None = None  # None: every max(50, steps // 20) steps; 0: no monitors
+    monitor_samples: int = 512  # the fixed training (and test) slice the monitors embed
+    on_collapse: Literal["warn", "stop"] = "warn"
 
     def total_warmup_steps(self) -> int:
         """The number of warm-up steps: ``warmup_ratio * steps`` when set, else ``warmup_steps`` (at most ``steps``)."""

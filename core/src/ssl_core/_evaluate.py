@@ -177,14 +177,17 @@ def write_plots(
     splits: DatasetSplits,
     cfg: PipelineConfig,
     hooks: Any = None,
+    *,
+    monitors: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """``loss.png`` and ``embeddings.png`` (t-SNE of the test split) in ``out_dir``; returns the paths written.
+    """``loss.png``, ``monitor.png`` (with ``monitors``) and ``embeddings.png`` (t-SNE of the test split) in
+    ``out_dir``; returns the paths written.
 
     A plot that fails gives a warning naming it; the others are still written. Each
     written plot is announced to ``hooks`` through ``ssl_log_artifact``.
     """
     from ._evaluators import embed
-    from ._plots import plot_embeddings, plot_loss
+    from ._plots import plot_embeddings, plot_loss, plot_monitors
 
     written: list[str] = []
 
@@ -207,6 +210,9 @@ def write_plots(
     if history:
         title = f"{cfg.name}: pretraining loss"
         attempt("loss", lambda: plot_loss([dict(row) for row in history], out_dir / "loss.png", title=title))
+    if monitors and monitors.get("steps"):
+        heading = f"{cfg.name}: monitors"
+        attempt("monitor", lambda: plot_monitors(dict(monitors), out_dir / "monitor.png", title=heading))
 
     def embeddings() -> Path | None:
         plotted = _plotted_points(splits.test, seed=cfg.seed)

@@ -113,6 +113,10 @@ def logged_rows(path: Path, upto: float) -> list[dict[str, str]]:
     return [r for r in rows if float(r.get("step") or 0) <= upto]
 
 
+MONITOR_PREFIXES = ("monitor/", "health/")
+"""Metric names of the online monitors (:mod:`ssl_core._monitor`): the CSV logger writes them to ``monitor.csv``."""
+
+
 class CSVLogger:
     """``log.csv``: one row per logged step (columns fixed by the first row); ``evaluations.csv``: the results.
 
@@ -142,8 +146,24 @@ class CSVLogger:
     def ssl_log_metrics(self, metrics: Mapping[str, float]) -> None:
         if self.path is None:
             return
+        if any(key.startswith(MONITOR_PREFIXES) for key in metrics):  # the online monitors: their own file
+            self._write_monitors(metrics)
+            return
         self._fields = self._fields or list(metrics)
         self._write([metrics], "a")
+
+    def _write_monitors(self, metrics: Mapping[str, float]) -> None:
+        """``monitor.csv``: a row per monitoring step; columns widen when a new scalar appears."""
+        assert self.path is not None
+        target = self.path.with_name("monitor.csv")
+        rows = list(csv.DictReader(target.open(newline=""))) if target.exists() else []
+        fields = list(dict.fromkeys([*(rows[0].keys() if rows else []), *metrics]))
+        step = metrics.get("step")
+        rows = [row for row in rows if step is None or float(row.get("step") or -1) < float(step)]  # resume
+        with target.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows([*rows, dict(metrics)])
 
     @hookimpl
     def ssl_on_evaluate_end(self, evaluator: str, metrics: Mapping[str, float]) -> None:

@@ -1,4 +1,4 @@
-"""PNG plots of a run: the loss curve and a 2-D projection of test embeddings."""
+"""PNG plots of a run: the loss curve, the online monitors, and a 2-D projection of test embeddings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MIN_POINTS", "PCA_DIM", "plot_embeddings", "plot_loss"]
+__all__ = ["MIN_POINTS", "PCA_DIM", "plot_embeddings", "plot_loss", "plot_monitors"]
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
@@ -42,6 +42,44 @@ def plot_loss(history: Sequence[dict[str, float]], path: Path, *, title: str = "
         ax2 = ax.twinx()
         ax2.plot(steps, [row.get("lr", np.nan) for row in history], color="tab:orange", alpha=0.6, label="lr")
         ax2.set_ylabel("learning rate", color="tab:orange")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_monitors(monitors: dict[str, object], path: Path, *, title: str = "online monitors") -> Path | None:
+    """One panel per monitor curve (``metrics.json["monitors"]``) over steps, alarms as red lines; ``None`` if empty.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "monitor.png"
+        >>> history = {"steps": [50, 100], "curves": {"monitor/rankme": [30.0, 5.0]},
+        ...            "alarms": [{"step": 100, "rule": "rankme_drop", "message": "..."}]}
+        >>> plot_monitors(history, out).exists()
+        True
+    """
+    steps = list(monitors.get("steps", []))  # type: ignore[call-overload]
+    curves: dict[str, list[float | None]] = dict(monitors.get("curves", {}))  # type: ignore[call-overload]
+    if not steps or not curves:
+        return None
+    plt = _pyplot()
+    columns = min(3, len(curves))
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), dpi=110, squeeze=False)
+    alarms = list(monitors.get("alarms", []))  # type: ignore[call-overload]
+    for ax, (name, values) in zip(axes.flat, sorted(curves.items()), strict=False):
+        ax.plot(steps, [np.nan if v is None else v for v in values], marker="o", markersize=3)
+        for alarm in alarms:
+            ax.axvline(alarm["step"], color="tab:red", alpha=0.5, linestyle="--")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(curves) :]:
+        ax.set_visible(False)
+    fired = ", ".join(f"{a['rule']} at {a['step']}" for a in alarms)
+    fig.suptitle(title + (f" (alarms: {fired})" if fired else ""), fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

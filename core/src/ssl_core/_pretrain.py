@@ -111,6 +111,7 @@ def _metrics(
             "skipped_in_evaluation_names": [],
             "dropped_batches": result.dropped_batches,
         },
+        "monitors": result.monitors,
     }
 
 
@@ -152,6 +153,7 @@ def run_pipeline(
             resume=resume,
             config_dict=config_dict,
             hooks=hooks,
+            monitor_test=built.splits.test,
         )
         encoder = exported_encoder(built.objective, built.encoder)  # DINO: the EMA teacher
         metrics = _metrics(cfg, built, result, ctx)
@@ -196,7 +198,9 @@ def _evaluate_and_write(
             write_json_atomic(out_dir / "metrics.json", metrics)  # results first: a failing plot cannot lose them
         hooks.hook.ssl_on_results(metrics=dict(metrics), out_dir=where)
         if out_dir is not None and cfg.plots:
-            metrics["plots"] = write_plots(out_dir, result.history, encoder, built.splits, cfg, hooks)
+            metrics["plots"] = write_plots(
+                out_dir, result.history, encoder, built.splits, cfg, hooks, monitors=result.monitors
+            )
             write_json_atomic(out_dir / "metrics.json", metrics)
     hooks.hook.ssl_on_run_end(metrics=dict(metrics), out_dir=where)
     return metrics

@@ -81,6 +81,8 @@ class MetricsDocument(TypedDict, total=False):
     data: DataSummary
     plots: list[str]
     artefacts: dict[str, Any]
+    monitors: dict[str, Any]
+    """Online monitors: ``every``, ``samples``, ``steps``, ``curves`` (name -> values), ``alarms``."""
 
 
 class StageRecord(TypedDict):

@@ -44,6 +44,7 @@ from ._distributed import DistributedContext, all_reduce_mean, wrap_model
 from ._errors import ConfigError, NonFiniteLossError, PreemptedError
 from ._loggers import logged_rows
 from ._meters import ThroughputMeter, peak_memory_mb
+from ._monitor import CollapseError, TrainingMonitor, monitor_interval
 from ._protocols import Batch, Views
 from ._sampler import LengthBucketBatchSampler, dataset_lengths
 from ._schedules import cosine_schedule, warmup_cosine_lr
@@ -101,6 +102,8 @@ class TrainResult:
     skipped: list[str] = field(default_factory=list)
     dropped_batches: int = 0
     """Batches an iterable source left unused on some ranks because another rank's share ran out first."""
+    monitors: dict[str, Any] = field(default_factory=dict)
+    """The online monitors' curves and alarms (:class:`~ssl_core._monitor.MonitorHistory` as a dict)."""
 
 
 def _param_groups(model: nn.Module, weight_decay: float, decay_1d: bool = False) -> list[dict[str, Any]]:
@@ -247,6 +250,8 @@ class TrainState:
     """An iterable source's position: the ``StatefulDataLoader`` state (``None`` for map-style datasets)."""
     dropped: int = 0
     """Batches an iterable source's ranks held when another rank ran out and the epoch ended for all."""
+    monitors: dict[str, Any] = field(default_factory=dict)
+    """The monitors' history so far (a resumed run continues its curves and does not repeat its alarms)."""
 
     @classmethod
     def fresh(cls, seed: int, ctx: DistributedContext) -> TrainState:
@@ -277,6 +282,7 @@ class TrainState:
             "skipped": list(self.skipped),
             "loader_state": loader,
             "dropped": self.dropped,
+            "monitors": dict(self.monitors),
         }
 
     def restore(self, state: Mapping[str, Any], ctx: DistributedContext) -> None:
@@ -291,6 +297,7 @@ class TrainState:
         loader = state.get("loader_state")
         self.loader_state = loader[ctx.rank] if isinstance(loader, list) else loader
         self.dropped = int(state.get("dropped", 0))
+        self.monitors = dict(state.get("monitors", {}))
         self.resumed_from = self.step
 
 
@@ -572,6 +579,7 @@ def train(
     resume: bool = False,
     config_dict: Mapping[str, Any] | None = None,
     hooks: Any = None,
+    monitor_test: Dataset[Any] | None = None,
 ) -> TrainResult:
     """Pretrain ``encoder`` with ``objective`` on ``dataset`` for ``cfg.steps`` optimizer steps.
 
@@ -584,11 +592,14 @@ def train(
         resume: continue from the latest checkpoint in ``out_dir/checkpoints``.
         hooks: a pluggy ``PluginManager`` with ssl-core's hookspecs, or ``None``; called on
             rank 0 only.
+        monitor_test: the test split, for the online kNN monitor's queries (``train.monitor_every``).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
         PreemptedError: SIGTERM or SIGUSR1 arrived; a checkpoint was written at the step
             boundary (with ``out_dir``), and ``resume=True`` continues exactly.
+        CollapseError: a collapse alarm fired with ``train.on_collapse = "stop"``; the last
+            good checkpoint is kept.
     """
     parts = _Parts.build(encoder, objective, cfg, ctx)
     state = TrainState.fresh(seed, ctx)
@@ -601,6 +612,9 @@ def train(
             config=config, encoder=encoder, objective=objective, out_dir=where, start_step=state.step
         )
     batches = _BatchStream(dataset, collate, cfg, ctx, seed, state)
+    monitor = _build_monitor(dataset, monitor_test, collate, cfg, ctx, seed, state)
+    if monitor is not None and state.step == 0:  # the random-init baseline that the RankMe alarm compares to
+        _watch(monitor, parts, state, cfg, ctx, events, last_ckpt)
     meter, started = ThroughputMeter(), time.perf_counter()
     parts.wrapped.train()
     with _StopSignals() as signals:
@@ -617,6 +631,8 @@ def train(
                 state.history.append(row)
                 if events is not None:
                     events.ssl_log_metrics(step=state.step, metrics=row)
+            if monitor is not None and monitor.due(state.step):
+                _watch(monitor, parts, state, cfg, ctx, events, last_ckpt)
             stop = signals.requested(ctx)  # pre-emption: checkpoint at this step boundary, then stop
             if ckpt_dir is not None and (stop or _due(state.step, cfg.checkpoint_every, cfg.steps)):
                 state.loader_state = batches.loader_state()
@@ -638,7 +654,59 @@ def train(
         resumed_from=state.resumed_from,
         skipped=state.skipped,
         dropped_batches=state.dropped,
+        monitors=monitor.history.as_dict() if monitor is not None else {},
     )
+
+
+def _build_monitor(
+    dataset: Dataset[Any],
+    test: Dataset[Any] | None,
+    collate: Callable[[Sequence[Any]], Batch],
+    cfg: TrainConfig,
+    ctx: DistributedContext,
+    seed: int,
+    state: TrainState,
+) -> TrainingMonitor | None:
+    """The online monitors (every rank computes them, so FSDP's sharded forward works; rank 0 reports)."""
+    every = monitor_interval(cfg.monitor_every, cfg.steps)
+    if every == 0 or every > cfg.steps:
+        return None
+    monitor = TrainingMonitor(dataset, collate, every=every, samples=cfg.monitor_samples, seed=seed,
+                              device=ctx.device, test=test, batch_size=min(cfg.eval_batch_size, 256))  # fmt: skip
+    if state.monitors:  # resumed: continue the curves, do not repeat the alarms
+        monitor.restore(state.monitors)
+    return monitor
+
+
+def _watch(
+    monitor: TrainingMonitor,
+    parts: _Parts,
+    state: TrainState,
+    cfg: TrainConfig,
+    ctx: DistributedContext,
+    events: Any,
+    last_ckpt: Path | None,
+) -> None:
+    """Measure the monitors now; log them, warn about (or stop at) a collapse alarm."""
+    encoder = exported_encoder(parts.model.objective, parts.model.encoder)
+    try:
+        with warnings.catch_warnings():
+            if not ctx.is_main:
+                warnings.simplefilter("ignore")
+            values, alarms = monitor.measure(state.step, encoder, parts.model.objective)
+    except Exception as exc:  # the monitors are an extra: a dataset or encoder they cannot read costs no run
+        monitor.every = 0
+        warnings.warn(
+            f"the online monitors are switched off: they could not embed the training data "
+            f"({type(exc).__name__}: {exc}); set train.monitor_every = 0 to silence this",
+            stacklevel=2,
+        )
+        return
+    state.monitors = monitor.history.as_dict()
+    if events is not None:
+        events.ssl_log_metrics(step=state.step, metrics={"step": float(state.step), **values})
+    if alarms and cfg.on_collapse == "stop":
+        raise CollapseError(alarms[0], str(last_ckpt) if last_ckpt else None)
 
 
 def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:

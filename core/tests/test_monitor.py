@@ -1,0 +1,129 @@
+"""Online monitors and collapse alarms (issue 16): RankMe, std, online kNN, objective health, warn or stop."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import ssl_core
+from ssl_core import CollapseError, ObjectiveBase, Views, rankme
+from ssl_core._monitor import MonitorHistory, normalized_std
+
+
+class PositivePairsOnly(ObjectiveBase):
+    """Pulls two views together with nothing against it (no negatives, stop-gradient or predictor): collapses."""
+
+    min_views = 2
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(embed_dim, embed_dim)
+        self.last_cos = 0.0
+
+    def forward(self, encoder: nn.Module, views: Views) -> dict[str, Tensor]:
+        a, b = (self.head(encoder(v).pooled) for v in views.batches[:2])
+        cos = nn.functional.cosine_similarity(a, b).mean()
+        self.last_cos = float(cos.detach())
+        return {"loss": -cos}
+
+    def health(self) -> dict[str, float]:
+        return {"pair_cosine": self.last_cos}
+
+    def health_alarms(self, health: Any) -> list[tuple[str, str]]:
+        if health["pair_cosine"] > 0.999:
+            return [("pairs_identical", "the two views embed identically: add negatives")]
+        return []
+
+
+def pipeline(objective: str, steps: int = 300, **train: Any) -> dict[str, Any]:
+    return {
+        "name": "monitored",
+        "data": {"name": "core.digits"},
+        "encoder": {"name": "core.mlp", "hidden_dim": 64, "embed_dim": 32},
+        "views": {"name": "core.noise"},
+        "objective": {"name": objective},
+        "train": {
+            "steps": steps,
+            "batch_size": 64,
+            "lr": 3e-3,
+            "progress": False,
+            "monitor_every": 50,
+            "monitor_samples": 256,
+            **train,
+        },
+        "evaluate": [],
+        "compare_random_init": False,
+    }
+
+
+def registry() -> ssl_core.Registry:
+    reg = ssl_core.Registry()
+    reg.register("objective", "test.positive_pairs", PositivePairsOnly)
+    return reg
+
+
+def test_rankme_and_std_tell_spread_from_collapsed() -> None:
+    torch.manual_seed(0)
+    spread, line = torch.randn(512, 32), torch.randn(512, 1) * torch.ones(1, 32)
+    assert rankme(spread) > 25 and rankme(line) < 1.01
+    assert normalized_std(spread) > 0.15 and normalized_std(torch.ones(512, 32)) == 0.0
+
+
+def test_a_collapsing_objective_fires_alarms_and_they_are_written(tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = ssl_core.run(pipeline("test.positive_pairs"), out=tmp_path / "run", registry=registry())
+    alarms = [str(w.message) for w in caught if "collapse alarm" in str(w.message)]
+    rules = {a["rule"] for a in result.metrics["monitors"]["alarms"]}
+    assert {"rankme_drop", "std_zero", "pairs_identical"} <= rules, rules
+    assert len(alarms) == len(result.metrics["monitors"]["alarms"])  # one warning per rule, not per step
+    monitors = json.loads((tmp_path / "run" / "metrics.json").read_text())["monitors"]
+    assert monitors["steps"] == [0, 50, 100, 150, 200, 250, 300] and monitors["every"] == 50
+    assert {"monitor/rankme", "monitor/std", "monitor/knn_top1", "health/pair_cosine"} <= set(monitors["curves"])
+    ranks = monitors["curves"]["monitor/rankme"]
+    assert ranks[-1] < 0.25 * ranks[0]
+    rows = list(csv.DictReader((tmp_path / "run" / "monitor.csv").open()))
+    assert [float(r["step"]) for r in rows] == [0.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0]
+    assert (tmp_path / "run" / "monitor.png").stat().st_size > 0
+    assert "monitor/rankme" not in next(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+
+
+def test_simclr_fires_no_alarm_and_its_online_knn_rises(tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = ssl_core.run(pipeline("core.simclr"), out=tmp_path / "run")
+    assert not [w for w in caught if "collapse alarm" in str(w.message)]
+    curves = result.metrics["monitors"]["curves"]
+    assert result.metrics["monitors"]["alarms"] == [] and curves["monitor/knn_top1"][-1] > 0.8
+
+
+@pytest.mark.filterwarnings("ignore:collapse alarm")
+def test_on_collapse_stop_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    config = pipeline("test.positive_pairs", on_collapse="stop", checkpoint_every=20)
+    with pytest.raises(CollapseError, match=r"collapse at step 50 .*the last good checkpoint is .*step-000040\.pt"):
+        ssl_core.run(config, out=tmp_path / "run", registry=registry())
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*.pt"))
+    assert kept[-1] == "step-000040.pt"  # nothing written at the alarm step
+    stopped = ssl_core.load_checkpoint(tmp_path / "run" / "checkpoints" / kept[-1], weights_only=False)
+    assert stopped["monitors"]["alarms"] == [] and stopped["monitors"]["steps"] == [0]
+
+
+def test_history_survives_a_round_trip() -> None:
+    history = MonitorHistory(every=5, samples=8)
+    history.record(5, {"monitor/rankme": 3.0})
+    history.record(10, {"monitor/rankme": 2.0, "health/x": 1.0})
+    again = MonitorHistory.from_dict(json.loads(json.dumps(history.as_dict())))
+    assert again.curves == {"monitor/rankme": [3.0, 2.0], "health/x": [None, 1.0]} and again.steps == [5, 10]
+
+
+def test_monitors_are_off_for_short_runs_and_when_asked() -> None:
+    from ssl_core._monitor import monitor_interval
+
+    assert monitor_interval(None, 40) == 50 and monitor_interval(0, 10_000) == 0 and monitor_interval(None, 4000) == 200
