@@ -5,7 +5,8 @@ Components (entry points, loaded lazily by ssl-core): encoders ``vision.vit``,
 objectives ``vision.mae``, ``vision.dino``; datasets ``vision.image_folder``,
 ``vision.cifar10``, ``vision.cifar100`` (in memory, or streamed from disk with
 ``stream=True``), ``vision.shards`` (WebDataset tar shards, ``ssl vision-shards``);
-recipes ``vision.mae``, ``vision.dino``.
+recipes ``vision.mae``, ``vision.dino``; export format ``timm`` (``vision.timm``,
+``ssl export RUN --to timm``).
 Importing this package does not import torchvision or timm.
 
 Example:
@@ -38,6 +39,7 @@ _LAZY = {
     "index_shard": "_shards",
     "sharded_images": "_shards",
     "write_shards": "_shards",
+    "TimmExporter": "_export",
     "ResNetEncoder": "_encoders",
     "VIT_PRESETS": "_encoders",
     "ViTEncoder": "_encoders",
