@@ -362,3 +362,11 @@ def test_augment_views_drop_edges_and_mask_whole_feature_columns() -> None:
     assert left < edges and 0.3 < len(left) / len(edges) < 0.7
     with pytest.raises(ValueError, match="two rates in"):
         GraphAugmentViews(drop_edge_rates=(0.2,))  # type: ignore[arg-type]
+
+
+def test_graphmae_reports_the_masked_sce() -> None:
+    torch.manual_seed(0)
+    enc, obj = GATEncoder(in_dim=12, hidden_dim=16, heads=2), GraphMAEObjective(16, 12)
+    assert obj.health() == {}
+    loss = float(obj(enc, NodeMaskViews()(small_graph(), torch.Generator().manual_seed(0)))["loss"])
+    assert obj.health() == {"masked_sce": pytest.approx(loss)}

@@ -339,3 +339,13 @@ def test_weight_averaging_counts_each_set_of_weights_once() -> None:
     parent.eval()
     parent["encoder"](batch)
     assert int(parent["encoder"].avg_count) == 3  # the loaded weights are not counted again
+
+
+def test_the_hierarchical_loss_reports_its_instance_and_temporal_parts() -> None:
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(4, 16, 8), torch.randn(4, 16, 8)
+    parts: dict[str, torch.Tensor] = {}
+    loss = functional.hierarchical_contrastive_loss(z1, z2, parts=parts)
+    assert set(parts) == {"instance", "temporal"} and float(parts["instance"]) > 0 < float(parts["temporal"])
+    assert float(parts["instance"] + parts["temporal"]) == pytest.approx(float(loss), rel=1e-6)
+    assert torch.equal(loss, functional.hierarchical_contrastive_loss(z1, z2))  # the same loss either way

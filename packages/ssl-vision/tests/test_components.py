@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import pytest
@@ -342,3 +343,29 @@ def test_mae_weight_init_is_xavier_and_unknown_names_are_rejected() -> None:
     assert float(fc1.weight.detach().abs().max()) <= bound and float(fc1.bias.detach().abs().sum()) == 0.0
     with pytest.raises(ValueError, match="weight_init"):
         tiny_vit(weight_init="xavier")
+
+
+def test_dino_reports_its_health_and_recognises_a_uniform_teacher() -> None:
+    encoder, objective, views = dino_setup()
+    assert objective.health() == {}
+    loss = float(objective(encoder, views)["loss"])
+    health = objective.health()
+    assert set(health) == {"teacher_entropy", "student_teacher_kl", "center_norm"}
+    assert health["student_teacher_kl"] == pytest.approx(max(0.0, loss - health["teacher_entropy"]), abs=1e-5)
+    objective.step.fill_(10)  # past the 4 warm-up steps
+    uniform = {"teacher_entropy": 0.99 * math.log(64), "student_teacher_kl": 0.01, "center_norm": 1.0}
+    assert objective.health_alarms(uniform) == []  # once may be passing through
+    ((rule, message),) = objective.health_alarms(uniform)  # twice: it sits there
+    assert rule == "dino_uniform_teacher" and "smaller out_dim" in message
+    healthy = {"teacher_entropy": 2.0, "student_teacher_kl": 0.5, "center_norm": 1.0}
+    assert objective.health_alarms(healthy) == []
+
+
+def test_mae_reports_the_masked_patch_loss() -> None:
+    torch.manual_seed(0)
+    encoder = tiny_vit()
+    objective = MAEObjective(embed_dim=32, image_size=16, patch_size=4, decoder_dim=16, decoder_depth=1,
+                             decoder_heads=2)  # fmt: skip
+    views = MAEViews(image_size=16, patch_size=4)({"x": uint8_images(4)}, torch.Generator())
+    loss = float(objective(encoder, views)["loss"])
+    assert objective.health() == {"masked_patch_loss": pytest.approx(loss)}

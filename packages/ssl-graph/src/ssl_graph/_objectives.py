@@ -137,4 +137,10 @@ class GraphMAEObjective(nn.Module):
         else:
             reconstruction = self.decoder(codes[masked])
         loss = sce_loss(reconstruction, x[masked], self.alpha)
+        self.__dict__["_last_loss"] = loss.detach()
         return {"loss": loss}
+
+    def health(self) -> dict[str, float]:
+        """The scaled cosine error on the masked nodes at the last step (``health/masked_sce``)."""
+        last = self.__dict__.get("_last_loss")
+        return {} if last is None else {"masked_sce": float(last)}

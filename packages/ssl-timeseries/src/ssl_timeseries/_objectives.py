@@ -77,10 +77,17 @@ class TS2VecObjective(ObjectiveBase):
                 "TS2Vec needs one token per timestamp"
             )
         z1, z2 = z1[:, z1.shape[1] - overlap :], z2[:, :overlap]
-        loss = hierarchical_contrastive_loss(z1, z2, alpha=self.alpha, temporal_unit=self.temporal_unit)
+        parts: dict[str, Tensor] = {}
+        loss = hierarchical_contrastive_loss(z1, z2, alpha=self.alpha, temporal_unit=self.temporal_unit, parts=parts)
+        self.__dict__["_parts"] = parts
         with torch.no_grad():
             std = F.normalize(z1.amax(dim=1).float(), dim=-1).std(dim=0).mean()
         return {"loss": loss, "overlap": torch.tensor(float(overlap)), "embedding_std": std}
+
+    def health(self) -> dict[str, float]:
+        """The instance-wise and temporal terms of the last step's loss (they sum to it)."""
+        parts = self.__dict__.get("_parts") or {}
+        return {f"{name}_loss": float(value) for name, value in parts.items()}
 
 
 class MVPObjective(ObjectiveBase):

@@ -74,13 +74,17 @@ def temporal_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
     return _contrast(z, t)
 
 
-def hierarchical_contrastive_loss(z1: Tensor, z2: Tensor, alpha: float = 0.5, temporal_unit: int = 0) -> Tensor:
+def hierarchical_contrastive_loss(
+    z1: Tensor, z2: Tensor, alpha: float = 0.5, temporal_unit: int = 0, *, parts: dict[str, Tensor] | None = None
+) -> Tensor:
     """TS2Vec's loss: instance + temporal contrast, repeated over a max-pool (kernel 2) hierarchy.
 
     Args:
         z1, z2: aligned representations ``[B, T, D]`` of the overlap of two crops.
         alpha: weight of the instance term (``1 - alpha`` for the temporal term).
         temporal_unit: the temporal term starts at this level of the hierarchy.
+        parts: when given, receives the weighted ``instance`` and ``temporal`` terms
+            (detached, divided by the depth like the loss), which sum to the loss.
 
     Example:
         >>> import torch
@@ -91,19 +95,25 @@ def hierarchical_contrastive_loss(z1: Tensor, z2: Tensor, alpha: float = 0.5, te
     if z1.shape != z2.shape:
         raise ValueError(f"the two views must be aligned: {tuple(z1.shape)} vs {tuple(z2.shape)}")
     loss = z1.new_zeros(())
+    instance_sum = temporal_sum = z1.new_zeros(())
     depth = 0
     while z1.shape[1] > 1:
         if alpha != 0:
-            loss = loss + alpha * instance_contrastive_loss(z1, z2)
+            term = alpha * instance_contrastive_loss(z1, z2)
+            loss, instance_sum = loss + term, instance_sum + term.detach()
         if depth >= temporal_unit and alpha != 1:
-            loss = loss + (1 - alpha) * temporal_contrastive_loss(z1, z2)
+            term = (1 - alpha) * temporal_contrastive_loss(z1, z2)
+            loss, temporal_sum = loss + term, temporal_sum + term.detach()
         depth += 1
         z1 = F.max_pool1d(z1.transpose(1, 2), kernel_size=2).transpose(1, 2)
         z2 = F.max_pool1d(z2.transpose(1, 2), kernel_size=2).transpose(1, 2)
     if z1.shape[1] == 1:
         if alpha != 0:
-            loss = loss + alpha * instance_contrastive_loss(z1, z2)
+            term = alpha * instance_contrastive_loss(z1, z2)
+            loss, instance_sum = loss + term, instance_sum + term.detach()
         depth += 1
+    if parts is not None:
+        parts["instance"], parts["temporal"] = instance_sum / depth, temporal_sum / depth
     return loss / depth
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -99,7 +100,13 @@ class MAEObjective(ObjectiveBase):
         prediction = self.pixel_head(x[:, 1:][mask])  # masked tokens only: [M, p*p*C]
         target = patchify(to_unit_float(batch["x"]), self.patch_size)[mask]
         loss = mae_loss(prediction, target, self.norm_pix_loss)
+        self.__dict__["_last_loss"] = loss.detach()
         return {"loss": loss, "mask_ratio": mask.float().mean().detach()}
+
+    def health(self) -> dict[str, float]:
+        """The reconstruction loss on the masked patches at the last step (``health/masked_patch_loss``)."""
+        last = self.__dict__.get("_last_loss")
+        return {} if last is None else {"masked_patch_loss": float(last)}
 
 
 class DINOHead(nn.Module):
@@ -272,12 +279,46 @@ class DINOObjective(ObjectiveBase):
             teacher = self.teacher_head(self.teacher_encoder(global_batch).pooled).view(num_global, b, -1)
         temp = self.current_teacher_temp()
         loss = dino_loss(student, teacher, self.center, self.student_temp, temp)
+        entropy = _entropy(teacher, self.center, temp)
         update_center_(self.center, teacher, self.center_momentum)
-        return {
-            "loss": loss,
-            "teacher_temp": torch.tensor(temp),
-            "teacher_entropy": _entropy(teacher, self.center, temp),
-        }
+        self.__dict__["_last"] = (loss.detach(), entropy)
+        return {"loss": loss, "teacher_temp": torch.tensor(temp), "teacher_entropy": entropy}
+
+    def health(self) -> dict[str, float]:
+        """Teacher entropy, student-teacher KL (the loss minus the teacher entropy) and the centre's norm.
+
+        The two collapses the DINO paper describes show here: a uniform teacher (entropy
+        at ``log(out_dim)``, KL near 0) and a teacher dominated by one dimension (entropy
+        near 0, KL near 0).
+        """
+        last = self.__dict__.get("_last")
+        if last is None:
+            return {}
+        loss, entropy = (float(t) for t in last)
+        return {"teacher_entropy": entropy, "student_teacher_kl": max(0.0, loss - entropy),
+                "center_norm": float(self.center.float().norm())}  # fmt: skip
+
+    def health_alarms(self, health: Mapping[str, float]) -> list[tuple[str, str]]:
+        """Uniform or one-dimension collapse, once the teacher temperature has warmed up and it persists."""
+        if not health or int(self.step) < self.warmup_steps():
+            return []
+        uniform = math.log(self.center.numel())
+        entropy, kl = health["teacher_entropy"], health["student_teacher_kl"]
+        state = "uniform" if entropy > 0.98 * uniform and kl < 0.05 else "one_dim" if entropy < 0.02 * uniform else ""
+        streak = self.__dict__.get("_streak", ("", 0))
+        self.__dict__["_streak"] = (state, streak[1] + 1 if state and state == streak[0] else 1 if state else 0)
+        if self.__dict__["_streak"][1] < 2:  # it must sit there, not pass through
+            return []
+        if state == "uniform":
+            return [("dino_uniform_teacher", (
+                f"the teacher's output is uniform (entropy {entropy:.2f} of log(out_dim) {uniform:.2f}, KL {kl:.3f}): "
+                "DINO is not learning. Known remedies: a smaller out_dim (small data: 1,024-4,096), a lower teacher "
+                "temperature or a shorter warm-up of it, a higher EMA momentum, more and smaller local crops"
+            ))]  # fmt: skip
+        return [("dino_one_dimension", (
+            f"one output dimension dominates the teacher (entropy {entropy:.3f}, KL {kl:.3f}): collapse. Known "
+            "remedies: a faster centre (lower center_momentum), a higher teacher temperature, a lower learning rate"
+        ))]  # fmt: skip
 
     @torch.no_grad()
     def on_step_end(self, step: int, max_steps: int) -> None:
