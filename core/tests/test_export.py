@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import ssl_core
 from ssl_core import ExportError, export
@@ -102,3 +104,34 @@ def test_the_cli_lists_formats_and_exports(run_dir: Path, tmp_path: Path, capsys
     assert "largest difference from the encoder 0 (fp32)" in printed and "load_file(" in printed
     assert ssl_core.cli_main(["export", str(run_dir), "--to", "safetensors"]) == 2  # a usage error
     assert "ssl export: error: --out PATH is required" in capsys.readouterr().err
+
+
+class PaddedMeanEncoder(nn.Module):
+    """Reads two tensors (``x`` and ``lengths``): a masked mean of a linear map, like an audio encoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(3, 4)
+
+    def forward(self, batch: dict[str, Any], token_mask: Any = None) -> ssl_core.Features:
+        h = self.proj(batch["x"])
+        keep = (torch.arange(h.shape[1]).unsqueeze(0) < batch["lengths"].unsqueeze(1)).unsqueeze(-1).float()
+        return ssl_core.Features(pooled=(h * keep).sum(1) / keep.sum(1), layers=(h,))
+
+
+def test_onnx_takes_every_tensor_the_encoder_reads(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime")
+    from ssl_core import DatasetSplits, ExportSource, load_config
+    from ssl_core._export import ONNXExporter
+
+    items = [(torch.randn(5, 3), 5 - i % 3) for i in range(6)]
+
+    def collate(batch: list[Any]) -> dict[str, Any]:
+        return {"x": torch.stack([x for x, _ in batch]), "lengths": torch.tensor([n for _, n in batch]), "note": "a"}
+
+    cfg = load_config({"encoder": {"name": "core.mlp"}, "views": {"name": "core.noise"},
+                       "objective": {"name": "core.simclr"}, "data": {"name": "core.digits"}})  # fmt: skip
+    splits = DatasetSplits(items, items, collate, "sequence", None, {})
+    result = ONNXExporter().export(ExportSource(PaddedMeanEncoder(), cfg, splits), tmp_path / "onnx")
+    assert result.details["inputs"] == ["x", "lengths"] and result.max_abs_diff <= 1e-5
+    assert result.details["outputs"] == ["pooled", "layer_1"]
