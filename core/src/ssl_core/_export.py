@@ -336,8 +336,8 @@ def _export_onnx(
     except ImportError as exc:
         raise ExportError("exporting to ONNX needs onnx and onnxruntime: pip install 'ssl-core[onnx]'") from exc
     auto = torch.export.Dim.AUTO
-    shapes = ({axis: auto for axis in range(t.ndim)} for t in inputs)
-    shapes = (tuple(shapes),)  # forward(*tensors): one entry, for the varargs, holding one spec per tensor
+    per_tensor = tuple({axis: auto for axis in range(t.ndim)} for t in inputs)
+    shapes = (per_tensor,)  # forward(*tensors): one entry, for the varargs, holding one spec per tensor
     failures: list[str] = []
     for dynamo in (True, False):
         try:
