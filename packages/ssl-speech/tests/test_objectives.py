@@ -227,3 +227,62 @@ def test_wav2vec2_gumbel_temperature_is_restored_with_the_state_dict() -> None:
     old = {k: v for k, v in trained.state_dict().items() if k != "gumbel_step"}
     fresh.load_state_dict(old)
     assert fresh.tau == 2.0
+
+
+def test_wav2vec2_health_reports_the_last_steps_codebook_and_contrastive_scalars() -> None:
+    objective = Wav2Vec2Objective(embed_dim=64, num_entries=16, final_dim=32, num_negatives=5)
+    assert objective.health() == {}  # nothing before the first step
+    out = objective(Wav2Vec2Encoder(preset="tiny"), SpanMaskViews()(waves(), torch.Generator().manual_seed(0)))
+    health = objective.health()
+    assert set(health) == {"codebook_perplexity", "codebook_perplexity_fraction", "diversity_loss",
+                           "contrastive_loss", "contrastive_accuracy"}  # fmt: skip
+    assert health["codebook_perplexity"] == pytest.approx(float(out["perplexity"]))
+    assert health["codebook_perplexity_fraction"] == pytest.approx(float(out["perplexity"]) / 32)  # G 2 x V 16
+    assert health["diversity_loss"] == pytest.approx(float(out["diversity"]))
+    assert health["contrastive_loss"] == pytest.approx(float(out["contrastive"]))
+    assert health["contrastive_accuracy"] == pytest.approx(float(out["accuracy"]))
+    assert all(isinstance(v, float) for v in health.values())
+
+
+def codebook_health(perplexity: float) -> dict[str, float]:
+    return {"codebook_perplexity": perplexity, "codebook_perplexity_fraction": perplexity / 640,
+            "diversity_loss": 1 - perplexity / 640, "contrastive_loss": 0.0, "contrastive_accuracy": 1.0}  # fmt: skip
+
+
+def test_wav2vec2_codebook_alarm_needs_two_collapsed_checks_running() -> None:
+    objective = Wav2Vec2Objective(embed_dim=16, feature_dim=8)  # G 2 x V 320: the alarm is under 64
+    assert objective.health_alarms(codebook_health(3.0)) == []  # one low batch is not a collapse
+    assert objective.health_alarms(codebook_health(200.0)) == []  # the streak restarts
+    assert objective.health_alarms(codebook_health(3.0)) == []
+    ((rule, message),) = objective.health_alarms(codebook_health(2.0))
+    assert rule == "wav2vec2_codebook_collapse"
+    assert "perplexity is 2.0 of a maximum 640" in message and "diversity_weight" in message
+    assert "layer_norm" in message and "feature_penalty_weight = 0" in message
+    healthy = Wav2Vec2Objective(embed_dim=16, feature_dim=8)
+    assert [healthy.health_alarms(codebook_health(p)) for p in (70.0, 65.0, 200.0, 64.0)] == [[], [], [], []]
+    assert healthy.health_alarms({}) == []
+
+
+def test_hubert_health_counts_target_and_predicted_clusters() -> None:
+    objective = HuBERTObjective(embed_dim=64, num_clusters=8, final_dim=32)
+    assert objective.health() == {}
+    views = SpanMaskViews(mask_prob=0.8)(_with_targets(waves()), torch.Generator().manual_seed(0))
+    out = objective(Wav2Vec2Encoder(preset="tiny"), views)
+    health = objective.health()
+    assert set(health) == {"masked_accuracy", "target_usage", "target_entropy", "predicted_usage"}
+    assert health["masked_accuracy"] == pytest.approx(float(out["accuracy"]))
+    assert health["target_usage"] == 1.0  # targets cycle through all 8 clusters
+    assert 0 < health["target_entropy"] <= torch.log(torch.tensor(8.0)).item() + 1e-6
+    assert 1 / 8 <= health["predicted_usage"] <= 1.0
+
+
+def test_hubert_alarm_fires_when_predictions_use_one_cluster_for_two_checks() -> None:
+    objective = HuBERTObjective(embed_dim=16, num_clusters=100)
+    collapsed = {"masked_accuracy": 0.1, "target_usage": 0.4, "target_entropy": 3.0, "predicted_usage": 0.01}
+    assert objective.health_alarms(collapsed) == []
+    ((rule, message),) = objective.health_alarms(collapsed)
+    assert rule == "hubert_prediction_collapse" and "predicts 1 of its 100 clusters" in message
+    healthy = HuBERTObjective(embed_dim=16, num_clusters=100)
+    spread = {**collapsed, "predicted_usage": 0.2}
+    few_targets = {**collapsed, "target_usage": 0.02}  # the labels themselves use two clusters: no alarm
+    assert [healthy.health_alarms(h) for h in (spread, spread, few_targets, few_targets)] == [[], [], [], []]

@@ -17,7 +17,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,34 @@ from ssl_core import Views
 from .functional import diversity_loss, gumbel_softmax_hard, infonce_logits, sample_negatives, span_mask
 
 __all__ = ["HuBERTObjective", "Wav2Vec2Objective"]
+
+CODEBOOK_ALARM_FRACTION = 0.1
+"""The codebook alarm fires when the perplexity sits below this fraction of its maximum ``G * V``."""
+HUBERT_ALARM_CLASSES = 2
+"""The HuBERT alarm fires when the masked frames' predictions use at most this many clusters."""
+ALARM_PERSISTENCE = 2
+"""Consecutive monitor checks a collapse must persist for before its alarm fires (one bad batch is not one)."""
+
+
+class _Wav2Vec2Step(NamedTuple):
+    """Detached scalars of wav2vec 2.0's last step, read by :meth:`Wav2Vec2Objective.health`."""
+
+    perplexity: Tensor
+    diversity: Tensor
+    contrastive: Tensor
+    accuracy: Tensor
+
+
+class _HuBERTStep(NamedTuple):
+    """Detached masked-frame targets and predictions of HuBERT's last step, read by :meth:`HuBERTObjective.health`."""
+
+    targets: Tensor
+    predicted: Tensor
+
+
+def _persisting(streak: int, collapsed: bool) -> int:
+    """The new length of a run of collapsed checks (0 when this one is healthy)."""
+    return streak + 1 if collapsed else 0
 
 
 def _frontend(encoder: nn.Module, who: str) -> tuple[Any, Any]:
@@ -156,6 +185,8 @@ class Wav2Vec2Objective(nn.Module):
         self.codebook = nn.Parameter(torch.empty(num_groups, num_entries, final_dim // num_groups).uniform_())
         self.project_q = nn.Linear(final_dim, final_dim)
         self.final_proj = nn.Linear(embed_dim, final_dim)
+        self._last_step: _Wav2Vec2Step | None = None
+        self._collapsed_checks = 0
 
     def on_step_end(self, step: int, max_steps: int) -> None:
         """Decay the Gumbel temperature: ``max(start * decay ** step, end)``."""
@@ -199,6 +230,7 @@ class Wav2Vec2Objective(nn.Module):
         loss = contrastive + self.diversity_weight * diversity + self.feature_penalty_weight * penalty
         with torch.no_grad():
             accuracy = (scores.argmax(dim=1) == 0).float().mean()
+        self._last_step = _Wav2Vec2Step(perplexity.detach(), diversity.detach(), contrastive.detach(), accuracy)
         return {
             "loss": loss,
             "contrastive": contrastive.detach(),
@@ -209,6 +241,50 @@ class Wav2Vec2Objective(nn.Module):
             "masked_fraction": (mask.sum() / (~padding).sum()).detach().float(),
             "gumbel_tau": torch.tensor(self.tau),
         }
+
+    @property
+    def max_perplexity(self) -> int:
+        """The codebook perplexity when every entry of every group is used equally: ``G * V``."""
+        return self.groups * self.entries
+
+    def health(self) -> dict[str, float]:
+        """Codebook perplexity (and its fraction of ``G * V``), diversity loss, contrastive loss and accuracy.
+
+        All from the last training batch (empty before the first step). A collapsing
+        quantiser shows as a perplexity that falls towards ``G`` (one code per group) while
+        the contrastive accuracy climbs to 1 (every negative equals its positive).
+        """
+        last = self._last_step
+        if last is None:
+            return {}
+        perplexity = float(last.perplexity)
+        return {
+            "codebook_perplexity": perplexity,
+            "codebook_perplexity_fraction": perplexity / self.max_perplexity,
+            "diversity_loss": float(last.diversity),
+            "contrastive_loss": float(last.contrastive),
+            "contrastive_accuracy": float(last.accuracy),
+        }
+
+    def health_alarms(self, health: Mapping[str, float]) -> list[tuple[str, str]]:
+        """Codebook collapse: perplexity under 10% of ``G * V`` at two monitor checks running."""
+        if "codebook_perplexity" not in health:
+            return []
+        perplexity, maximum = health["codebook_perplexity"], self.max_perplexity
+        self._collapsed_checks = _persisting(self._collapsed_checks, perplexity < CODEBOOK_ALARM_FRACTION * maximum)
+        if self._collapsed_checks < ALARM_PERSISTENCE:
+            return []
+        accuracy = health.get("contrastive_accuracy", float("nan"))
+        return [("wav2vec2_codebook_collapse", (
+            f"the codebook perplexity is {perplexity:.1f} of a maximum {maximum} ({self.groups} groups x "
+            f"{self.entries} entries; {perplexity / maximum:.1%}, under {CODEBOOK_ALARM_FRACTION:.0%} for "
+            f"{self._collapsed_checks} checks running) and the contrastive accuracy is {accuracy:.2f}: the quantiser "
+            "is collapsing onto a few codes, so targets and negatives coincide and the task turns trivial. Known "
+            "remedies (docs/speech.md): a larger diversity weight (objective.diversity_weight = 1.0, the FSDD "
+            "recipe's), a layer-normalised CNN (encoder.norm_mode = 'layer_norm'), no feature penalty "
+            "(objective.feature_penalty_weight = 0), a lower learning rate (2e-4), negatives drawn across the "
+            "batch (objective.cross_sample_negatives), longer clips (fairseq drops utterances under 2 s)"
+        ))]  # fmt: skip
 
 
 class HuBERTObjective(nn.Module):
@@ -246,6 +322,8 @@ class HuBERTObjective(nn.Module):
         self.length_tolerance = length_tolerance
         self.final_proj = nn.Linear(embed_dim, final_dim)
         self.label_embeddings = nn.Parameter(torch.empty(num_clusters, final_dim).uniform_(-1.0, 1.0))
+        self._last_step: _HuBERTStep | None = None
+        self._collapsed_checks = 0
 
     def _aligned_targets(self, batch: dict[str, Any], padding: Tensor) -> Tensor:
         targets = batch.get(self.target_key)
@@ -279,10 +357,13 @@ class HuBERTObjective(nn.Module):
         out = encode(features, _padding_or_none(padding), mask)
         projected = F.normalize(self.final_proj(out.tokens[mask]).float(), dim=-1)
         logits = projected @ F.normalize(self.label_embeddings.float(), dim=-1).t() / self.temperature
-        prediction = F.cross_entropy(logits, targets[mask].long())
+        masked_targets = targets[mask]
+        prediction = F.cross_entropy(logits, masked_targets.long())
         loss = prediction + self.feature_penalty_weight * penalty
         with torch.no_grad():
-            accuracy = (logits.argmax(dim=1) == targets[mask]).float().mean()
+            predicted = logits.argmax(dim=1)
+            accuracy = (predicted == masked_targets).float().mean()
+        self._last_step = _HuBERTStep(masked_targets.detach(), predicted)
         return {
             "loss": loss,
             "prediction": prediction.detach(),
@@ -290,3 +371,50 @@ class HuBERTObjective(nn.Module):
             "accuracy": accuracy,
             "masked_fraction": (mask.sum() / (~padding).sum()).detach().float(),
         }
+
+    @property
+    def num_clusters(self) -> int:
+        """The number of target clusters ``k``."""
+        return int(self.label_embeddings.shape[0])
+
+    def health(self) -> dict[str, float]:
+        """Masked accuracy and cluster usage of the last batch's masked frames (empty before the first step).
+
+        ``target_usage`` / ``predicted_usage``: the fraction of the ``k`` clusters that
+        appear as targets / as predictions (``1 / k`` when the model answers one cluster for
+        every frame); ``target_entropy``: the entropy (nats) of the target histogram.
+        """
+        last = self._last_step
+        if last is None or last.targets.numel() == 0:
+            return {}
+        targets, predicted = last.targets.long().cpu(), last.predicted.long().cpu()
+        counts = torch.bincount(targets, minlength=self.num_clusters).float()
+        share = counts[counts > 0] / counts.sum()
+        return {
+            "masked_accuracy": float((predicted == targets).float().mean()),
+            "target_usage": int((counts > 0).sum()) / self.num_clusters,
+            "target_entropy": float(-(share * share.log()).sum()),
+            "predicted_usage": int(predicted.unique().numel()) / self.num_clusters,
+        }
+
+    def health_alarms(self, health: Mapping[str, float]) -> list[tuple[str, str]]:
+        """Prediction collapse: at most two clusters predicted for all masked frames, two checks running.
+
+        Only when the targets themselves use more clusters than that, so a batch whose
+        labels use few clusters raises no alarm.
+        """
+        if "predicted_usage" not in health:
+            return []
+        predicted = round(health["predicted_usage"] * self.num_clusters)
+        used_by_targets = round(health["target_usage"] * self.num_clusters)
+        collapsed = predicted <= HUBERT_ALARM_CLASSES < used_by_targets
+        self._collapsed_checks = _persisting(self._collapsed_checks, collapsed)
+        if self._collapsed_checks < ALARM_PERSISTENCE:
+            return []
+        return [("hubert_prediction_collapse", (
+            f"HuBERT predicts {predicted} of its {self.num_clusters} clusters for all masked frames while the "
+            f"targets use {used_by_targets} (masked accuracy {health.get('masked_accuracy', float('nan')):.2f}, "
+            f"{self._collapsed_checks} checks running): the prediction has collapsed onto the most frequent "
+            "targets. Known remedies: a lower learning rate or a longer warm-up, fewer clusters (num_clusters) or "
+            "labels with a flatter histogram, check that the labels match the audio (ssl hubert-labels)"
+        ))]  # fmt: skip
