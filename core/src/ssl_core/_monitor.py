@@ -14,7 +14,7 @@ augmentation) and records:
 - the objective's own health scalars (``health()``, for example DINO's teacher entropy
   or wav2vec 2.0's codebook perplexity), as ``health/<name>``.
 
-Alarms are rules that recognise collapse: RankMe below a quarter of its value at
+Alarms are rules that recognise collapse: RankMe below 15% of its value at
 initialisation, the
 std near 0, and the objective's own rules (``health_alarms(health)``). Each alarm is one
 warning naming the symptom and the known remedies; ``train.on_collapse = "stop"`` ends
@@ -54,7 +54,7 @@ __all__ = [
     "rankme",
 ]
 
-RANKME_DROP = 0.25
+RANKME_DROP = 0.15
 """The RankMe alarm fires when the effective rank falls below this fraction of its first value."""
 STD_FLOOR = 0.1
 """The std alarm fires when the normalised std falls below this fraction of ``1/sqrt(D)``."""
