@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 from ssl_core import ConfigError, DatasetSplits, sample_generator
 
 from ._fused import GraphStructure
-from .functional import add_self_loops_once, sample_neighbors, to_csr
+from .functional import IndexableArray, add_self_loops_once, sample_neighbors, to_csr
 
 __all__ = [
     "GraphSource",
@@ -163,7 +163,7 @@ class GraphSource(Protocol):
     num_nodes: int
     decodes_lazily: bool
 
-    def csr(self) -> tuple[Tensor, Tensor]:
+    def csr(self) -> tuple[Tensor | IndexableArray, Tensor | IndexableArray]:
         """``(rowptr [N + 1], sources [E])``: the sources of each node's incoming edges."""
         ...
 

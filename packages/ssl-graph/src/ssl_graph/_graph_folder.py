@@ -33,11 +33,9 @@ Example:
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -49,7 +47,8 @@ from torch import Tensor
 from ssl_core import DatasetSplits
 
 from ._data import GraphDataError, NeighborSubgraphs, collate_single_graph
-from .functional import to_csr
+from ._mapped import MappedArray
+from .functional import IndexableArray, to_csr
 
 __all__ = ["FORMAT", "GraphFolder", "memmap", "open_graph_folder", "save_graph_folder"]
 
@@ -71,32 +70,16 @@ def _load(path: Path, in_memory: bool) -> np.ndarray:
     return array
 
 
-def _map(path: Path) -> tuple[np.ndarray, mmap.mmap]:
-    """A read-only array over a memory map of a ``.npy`` file, and the map (whose pages ``release`` drops)."""
-    with path.open("rb") as file:
-        major, _ = np.lib.format.read_magic(file)
-        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, fortran_order, dtype = read_header(file)
-        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        offset = file.tell()
-    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        mapped.madvise(mmap.MADV_RANDOM)  # rows are gathered at random: no read-ahead
-    count = int(np.prod(shape))
-    array = np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)
-    return array.reshape(shape, order="F" if fortran_order else "C"), mapped
-
-
 class GraphFolder:
     """A graph folder opened lazily: sizes from the headers, arrays mapped on first use per process.
 
     A :class:`~ssl_graph.GraphSource` for :class:`~ssl_graph.NeighborSubgraphs`:
-    :meth:`features` and :meth:`labels` gather only the requested rows from the maps, and
-    :meth:`csr` returns tensors over the mapped ``indptr`` / ``indices`` (nothing copied).
-    After each sampled batch :meth:`release` unmaps the pages it touched
-    (``madvise(MADV_DONTNEED)``): they stay in the page cache, but no longer count in the
-    process's resident set, so a worker's memory does not grow with the graph as the
-    epoch visits it. With ``in_memory=True`` the arrays are read whole into RAM instead
-    (for comparison, or for a graph small enough).
+    :meth:`features`, :meth:`labels` and the sampler's reads of :meth:`csr` gather only
+    the rows they need from the maps, and unmap the pages read right away
+    (:class:`~ssl_graph._mapped.MappedArray`): the pages stay in the page cache, but no
+    longer count in the process's resident set, so a worker's memory does not grow with
+    the graph as an epoch visits it. With ``in_memory=True`` the arrays are read whole
+    into RAM instead (for comparison, or for a graph small enough).
 
     Example:
         >>> import tempfile, torch
@@ -120,8 +103,7 @@ class GraphFolder:
         self.num_classes, self.meta, self.in_memory = num_classes, meta, in_memory
         self.decodes_lazily = not in_memory
         self._arrays: dict[str, np.ndarray] | None = None
-        self._maps: list[mmap.mmap] = []
-        self._csr: tuple[Tensor, Tensor] | None = None
+        self._mapped: dict[str, MappedArray] = {}
 
     @property
     def has_labels(self) -> bool:
@@ -134,31 +116,29 @@ class GraphFolder:
             if self.in_memory:
                 self._arrays = {name: _load(self.root / f"{name}.npy", in_memory=True) for name in names}
             else:
-                self._arrays = {}
-                for name in names:
-                    self._arrays[name], mapped = _map(self.root / f"{name}.npy")
-                    self._maps.append(mapped)
+                self._mapped = {name: MappedArray(self.root / f"{name}.npy") for name in names}
+                self._arrays = {name: mapped.array for name, mapped in self._mapped.items()}
         return self._arrays
 
     def release(self) -> None:
-        """Drop the mapped pages from this process's resident set (they stay in the page cache)."""
-        if hasattr(mmap, "MADV_DONTNEED"):
-            for mapped in self._maps:
-                mapped.madvise(mmap.MADV_DONTNEED)
+        """Drop every mapped page from this process's resident set (they stay in the page cache)."""
+        for mapped in self._mapped.values():
+            mapped.release()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if not self.in_memory:  # a spawned worker maps the files itself rather than unpickling a copy
-            state["_arrays"], state["_maps"], state["_csr"] = None, [], None
+            state["_arrays"], state["_mapped"] = None, {}
         return state
 
-    def csr(self) -> tuple[Tensor, Tensor]:
-        if self._csr is None:
-            arrays = self.arrays()
-            with warnings.catch_warnings():  # read-only maps: torch warns that writing would be undefined
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                self._csr = (torch.from_numpy(arrays["indptr"]), torch.from_numpy(arrays["indices"]))
-        return self._csr
+    def csr(self) -> tuple[Tensor | IndexableArray, Tensor | IndexableArray]:
+        arrays = self.arrays()
+        if not self.in_memory:
+            return self._mapped["indptr"], self._mapped["indices"]
+        return torch.from_numpy(arrays["indptr"]), torch.from_numpy(arrays["indices"])
+
+    def _rows(self, name: str, ids: np.ndarray) -> np.ndarray:
+        return self._mapped[name].take(ids) if not self.in_memory else self.arrays()[name][ids]
 
     def _check_ids(self, node_ids: Tensor) -> np.ndarray:
         ids = node_ids.numpy()
@@ -171,12 +151,14 @@ class GraphFolder:
         return ids
 
     def features(self, node_ids: Tensor) -> Tensor:
-        return torch.from_numpy(np.asarray(self.arrays()["x"][self._check_ids(node_ids)], dtype=np.float32))
+        self.arrays()
+        return torch.from_numpy(np.asarray(self._rows("x", self._check_ids(node_ids)), dtype=np.float32))
 
     def labels(self, node_ids: Tensor) -> Tensor | None:
         if not self.has_labels:
             return None
-        return torch.from_numpy(np.asarray(self.arrays()["y"][self._check_ids(node_ids)], dtype=np.int64))
+        self.arrays()
+        return torch.from_numpy(np.asarray(self._rows("y", self._check_ids(node_ids)), dtype=np.int64))
 
 
 def open_graph_folder(root: str | os.PathLike[str], in_memory: bool = False) -> GraphFolder:

@@ -13,12 +13,14 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "IndexableArray",
     "NodeMask",
     "add_self_loops_once",
     "drop_edges",
@@ -168,8 +170,24 @@ def to_csr(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     return rowptr, source[order]
 
 
+class IndexableArray(Protocol):
+    """A 1-D integer array :func:`sample_neighbors` can read without it being a tensor in memory.
+
+    Indexing with a tensor of positions returns the values as a tensor of the same shape
+    (a memory-mapped CSR array does this while keeping little of the file in memory).
+    """
+
+    def __getitem__(self, index: Tensor) -> Tensor: ...
+
+    def numel(self) -> int: ...
+
+
 def sample_neighbors(
-    rowptr: Tensor, sources: Tensor, seeds: Tensor, num_neighbors: list[int], generator: torch.Generator
+    rowptr: Tensor | IndexableArray,
+    sources: Tensor | IndexableArray,
+    seeds: Tensor,
+    num_neighbors: list[int],
+    generator: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
     """Sample a ``len(num_neighbors)``-hop subgraph around ``seeds`` (GraphSAGE / ``NeighborLoader`` style).
 
@@ -180,9 +198,10 @@ def sample_neighbors(
     local ids (source -> target).
 
     Memory and time grow with the sampled subgraph, not with the graph: ``rowptr`` and
-    ``sources`` are only indexed (they may be tensors over memory-mapped files, of any
-    integer dtype), and global ids become local ones by binary search over the nodes met
-    so far (no array of the graph's size is allocated).
+    ``sources`` are only indexed (tensors of any integer dtype, or any
+    :class:`IndexableArray` such as a memory-mapped file), and global ids become local
+    ones by binary search over the nodes met so far (no array of the graph's size is
+    allocated).
 
     Example:
         >>> import torch
