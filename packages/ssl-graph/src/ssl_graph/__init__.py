@@ -4,7 +4,8 @@ Components (entry points, loaded lazily by ssl-core): encoders ``graph.gat``, ``
 views ``graph.node_mask``, ``graph.augment`` (GRACE's two views); objective ``graph.graphmae``;
 evaluators ``graph.node_probe``, ``graph.svm``; datasets ``graph.planetoid``, ``graph.tudataset``, ``graph.synthetic``,
 ``graph.memmap`` (a graph folder of memory-mapped ``.npy`` arrays, neighbour-sampled); recipes ``graph.graphmae``,
-``graph.graphmae_memmap``; command ``ssl graph-synthetic`` (a hook plugin, ``graph.cli``).
+``graph.graphmae_memmap``; exporter ``graph.pyg`` (``ssl export RUN --to pyg``: the encoder as
+``torch_geometric.nn`` layers); command ``ssl graph-synthetic`` (a hook plugin, ``graph.cli``).
 
 Example:
     >>> import ssl_graph
@@ -30,6 +31,7 @@ from ._data import (
 )
 from ._encoders import GATEncoder, GINEncoder, node_embeddings
 from ._evaluators import GraphSVMEvaluator, NodeProbeEvaluator, node_probe
+from ._export import PyGExporter, pyg_kwargs
 from ._graph_folder import FORMAT as GRAPH_FOLDER_FORMAT
 from ._graph_folder import GraphFolder, memmap, open_graph_folder, save_graph_folder
 from ._objectives import GraphMAEObjective
@@ -57,6 +59,7 @@ __all__ = [
     "NeighborSubgraphs",
     "NodeMaskViews",
     "NodeProbeEvaluator",
+    "PyGExporter",
     "__version__",
     "collate_graphs",
     "collate_single_graph",
@@ -69,6 +72,7 @@ __all__ = [
     "node_probe",
     "open_graph_folder",
     "planetoid",
+    "pyg_kwargs",
     "save_graph_folder",
     "synthetic",
     "tudataset",
