@@ -1,8 +1,8 @@
 """Online monitors and collapse alarms: is pretraining learning, and has it collapsed? (issue 16)
 
-Before the first step and every ``train.monitor_every`` steps, the loop embeds a fixed slice of the training data
-(``train.monitor_samples`` samples, chosen once from the seed, in eval mode, no
-augmentation) and records:
+Before the first step, every ``train.monitor_every`` steps and at the last step, the loop
+embeds a fixed slice of the training data (``train.monitor_samples`` samples, chosen once
+from the seed, in eval mode, no augmentation) and records:
 
 - ``monitor/rankme``: the effective rank of the pooled embeddings (RankMe, Garrido et
   al. 2023): ``exp`` of the entropy of the normalised singular values;
@@ -168,8 +168,10 @@ class TrainingMonitor:
         device: torch.device,
         test: Any = None,
         batch_size: int = 256,
+        last_step: int | None = None,
     ) -> None:
         self.every, self.samples, self.seed, self.device = every, samples, seed, device
+        self.last_step = last_step
         self._sources, self._collate, self._batch_size = (train, test), collate, batch_size
         self._batches: dict[str, list[Any]] | None = None
         self.history = MonitorHistory(every=every, samples=samples)
@@ -184,8 +186,8 @@ class TrainingMonitor:
         self._fired = {alarm.rule for alarm in self.history.alarms}
 
     def due(self, step: int) -> bool:
-        """Whether ``step`` is a monitoring step."""
-        return self.every > 0 and step % self.every == 0
+        """Whether ``step`` is a monitoring step: a multiple of ``every``, or the run's last step."""
+        return self.every > 0 and (step % self.every == 0 or step == self.last_step)
 
     def _prepare(self) -> dict[str, list[Any]]:
         if self._batches is None:

@@ -672,7 +672,8 @@ def _build_monitor(
     if every == 0 or every > cfg.steps:
         return None
     monitor = TrainingMonitor(dataset, collate, every=every, samples=cfg.monitor_samples, seed=seed,
-                              device=ctx.device, test=test, batch_size=min(cfg.eval_batch_size, 256))  # fmt: skip
+                              device=ctx.device, test=test, batch_size=min(cfg.eval_batch_size, 256),
+                              last_step=cfg.steps)  # fmt: skip
     if state.monitors:  # resumed: continue the curves, do not repeat the alarms
         monitor.restore(state.monitors)
     return monitor
