@@ -286,3 +286,20 @@ def test_hubert_alarm_fires_when_predictions_use_one_cluster_for_two_checks() ->
     spread = {**collapsed, "predicted_usage": 0.2}
     few_targets = {**collapsed, "target_usage": 0.02}  # the labels themselves use two clusters: no alarm
     assert [healthy.health_alarms(h) for h in (spread, spread, few_targets, few_targets)] == [[], [], [], []]
+
+
+def test_paper_settings_on_short_clips_fire_the_codebook_alarm_in_a_tiny_run(fsdd_root: Path, tmp_path: Path) -> None:
+    # issue 16: the monitors read health() and health_alarms() during training; the paper's settings collapse here
+    config = ssl_speech.wav2vec2(steps=12)
+    config["data"].update(root=str(fsdd_root), limit=48, progress=False)
+    config["encoder"]["preset"] = "tiny"
+    config["objective"].update(diversity_weight=0.1, feature_penalty_weight=10.0, num_entries=32, final_dim=32)
+    config["train"].update(lr=5e-4, precision="fp32", progress=False, monitor_every=3, monitor_samples=32)
+    config.update(evaluate=[], compare_random_init=False, plots=False)
+    with pytest.warns(UserWarning, match="collapse alarm at step .* \\(wav2vec2_codebook_collapse\\)"):
+        result = ssl_core.run(config, out=tmp_path / "run")
+    monitors = result.metrics["monitors"]
+    (alarm,) = [a for a in monitors["alarms"] if a["rule"] == "wav2vec2_codebook_collapse"]
+    perplexity = dict(zip(monitors["steps"], monitors["curves"]["health/codebook_perplexity"], strict=True))
+    assert perplexity[0] is None and perplexity[alarm["step"]] < 0.1 * 2 * 32
+    assert "diversity_weight" in alarm["message"]
