@@ -132,8 +132,9 @@ class Wav2Vec2Objective(nn.Module):
     masked frames of any utterance in the batch (fairseq's option; cosine logits /
     ``temperature``). Short clips (under ~2 s, which fairseq filters out) give too few
     frames per utterance for in-utterance negatives alone: the quantiser then collapses to
-    one code per utterance (see docs/speech.md); the FSDD recipe draws most negatives
-    across the batch. Plus ``diversity_weight`` x the codebook diversity loss and
+    one code per utterance (see docs/speech.md); the FSDD recipe counters it with diversity
+    weight 1.0, no feature penalty and lr 2e-4, and ``health_alarms`` warns when it
+    happens. Plus ``diversity_weight`` x the codebook diversity loss and
     ``feature_penalty_weight`` x the mean squared front-end activation.
 
     Example:
