@@ -75,6 +75,7 @@ def plot_monitors(monitors: dict[str, object], path: Path, *, title: str = "onli
             ax.axvline(alarm["step"], color="tab:red", alpha=0.5, linestyle="--")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step")
+        ax.ticklabel_format(axis="y", useOffset=False)  # a flat curve (a collapsed codebook) reads flat
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(curves) :]:
         ax.set_visible(False)
