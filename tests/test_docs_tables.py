@@ -47,18 +47,9 @@ def test_every_modality_in_use_is_documented() -> None:
 
 def test_public_names_the_guide_mentions_exist() -> None:
     text = PLUGINS_MD.read_text()
-    groups = {
-        "plugins",
-        "hooks",
-        "encoders",
-        "views",
-        "objectives",
-        "evaluators",
-        "datasets",
-        "recipes",
-        "tasks",
-        "loggers",
-    }
+    from ssl_core._discovery import COMPONENT_GROUPS
+
+    groups = {"plugins", "hooks"} | {group.split(".", 1)[1] for group in COMPONENT_GROUPS.values()}
     mentioned = {m for m in re.findall(r"ssl_core\.([A-Za-z_][A-Za-z_0-9]*)", text) if m not in groups}
     section = text[text.index("## The public API plugins use") : text.index("## Checklist")]
     mentioned |= set(re.findall(r"`([A-Za-z_][A-Za-z_0-9]*)`", section))
