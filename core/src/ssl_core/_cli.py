@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ._discovery import COMPONENT_GROUPS, DiscoveryReport, scan_plugins
@@ -204,7 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.out_dir is not None:
         print(
             f"\nwrote {result.out_dir}/: config.toml, metrics.json, log.csv, checkpoints/"
-            + (", loss.png, embeddings.png" if result.config.plots else "")
+            + "".join(f", {Path(plot).name}" for plot in result.metrics.get("plots", []))
         )
     return 0
 
