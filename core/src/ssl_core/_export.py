@@ -409,8 +409,9 @@ def export(
     loaded = load_encoder(run, root=root, registry=registry)
     source = ExportSource(loaded.encoder, loaded.config, loaded.splits)
     candidates = [(name, e) for name, e in _exporters(registry) if e.format == to]
-    reasons = [f"{name}: {why}" for name, e in candidates if (why := e.supports(source)) is not None]
-    chosen = next((e for _, e in candidates if e.supports(source) is None), None)
+    verdicts = [(name, e, e.supports(source)) for name, e in candidates]  # each exporter asked once
+    reasons = [f"{name}: {why}" for name, _, why in verdicts if why is not None]
+    chosen = next((e for _, e, why in verdicts if why is None), None)
     if chosen is None:
         usable = [fmt for fmt, why in export_formats(source, registry).items() if why is None]
         known = sorted({e.format for _, e in _exporters(registry)})
