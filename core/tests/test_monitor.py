@@ -127,3 +127,33 @@ def test_monitors_are_off_for_short_runs_and_when_asked() -> None:
     from ssl_core._monitor import monitor_interval
 
     assert monitor_interval(None, 40) == 50 and monitor_interval(0, 10_000) == 0 and monitor_interval(None, 4000) == 200
+
+
+class _Constant(nn.Module):
+    """An encoder whose embedding is one point for every input, as a narrow random init can be."""
+
+    def forward(self, batch: dict[str, Tensor]) -> Any:
+        from ssl_core import Features
+
+        x = batch["x"].float()
+        return Features(pooled=torch.ones(len(x), 16) + 1e-6 * x[:, :16])
+
+
+def test_a_narrow_embedding_at_initialisation_is_not_a_collapse_but_after_training_it_is() -> None:
+    from ssl_core._monitor import TrainingMonitor
+
+    items = [{"x": torch.randn(32), "y": i % 3} for i in range(64)]
+    monitor = TrainingMonitor(
+        items,
+        lambda chunk: {"x": torch.stack([c["x"] for c in chunk]), "y": torch.tensor([c["y"] for c in chunk])},
+        every=10,
+        samples=64,
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, at_init = monitor.measure(0, _Constant(), nn.Identity())
+        _, after = monitor.measure(10, _Constant(), nn.Identity())
+    assert at_init == [] and [a.rule for a in after] == ["std_zero"]
+    assert [str(w.message) for w in caught if "collapse alarm at step 10 (std_zero)" in str(w.message)]

@@ -254,7 +254,10 @@ class TrainingMonitor:
                     "stop-gradient with a predictor (BYOL, SimSiam)"
                 )))  # fmt: skip
         std = values.get("monitor/std")
-        if std is not None and std < STD_FLOOR / math.sqrt(max(dim, 1)):
+        # The first measurement is the initialisation: a narrow random-init embedding (a
+        # TS2Vec CNN's is) is not a collapse, so the std rule waits for training to act.
+        trained = bool(self.history.steps) and step > self.history.steps[0]
+        if std is not None and trained and std < STD_FLOOR / math.sqrt(max(dim, 1)):
             found.append(("std_zero", (
                 f"the normalised embeddings' std is {std:.2g} (a spread-out embedding has about "
                 f"{1 / math.sqrt(max(dim, 1)):.2g}): every sample maps to nearly the same point. Known remedies: "

@@ -145,9 +145,9 @@ def test_published_hook_accepts_a_list_of_one_ts2vec_objective(capsys: Any) -> N
     assert "published TS2Vec: 0.980" in capsys.readouterr().out
 
 
-def test_quickstart_file_is_the_ts2vec_recipe_on_gunpoint() -> None:
+def test_quickstart_file_is_the_ts2vec_recipe_on_arrowhead() -> None:
     cfg = ssl_core.load_config(REPO / "examples" / "quickstart.toml")
-    recipe = ssl_core.load_config(ts2vec("GunPoint"))
+    recipe = ssl_core.load_config(ts2vec("ArrowHead"))
     assert (cfg.data, cfg.encoder, cfg.objective) == (recipe.data, recipe.encoder, recipe.objective)
     assert (cfg.train.steps, cfg.train.batch_size, cfg.train.lr, cfg.train.min_lr_ratio) == (200, 8, 1e-3, 1.0)
     assert cfg.train == recipe.train
