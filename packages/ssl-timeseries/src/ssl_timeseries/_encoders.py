@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ssl_core import EncoderBase, Features
 
-from .functional import masked_max_pool
+from .functional import masked_max_pool, row_conv
 
 __all__ = ["TS2VecEncoder", "check_series_batch"]
 
@@ -103,6 +103,33 @@ class _Network(nn.Module):
         out: Tensor = self.blocks(h.transpose(1, 2)).transpose(1, 2)
         return out
 
+    def forward_rows(self, xs: list[Tensor], hiddens: list[Tensor]) -> Tensor:
+        """The same function on several ``[B, T, C]`` batches at once, as one row matrix ``[sum B*T, D]``.
+
+        Each layer is a matrix product over all rows (:func:`.functional.row_conv`), with no
+        transposes; the result equals ``forward`` on each batch, rows in order.
+        """
+        shapes = [(x.shape[0], x.shape[1]) for x in xs]
+        x = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs])
+        hidden = torch.cat([m.reshape(-1) for m in hiddens])
+        h: Tensor = self.input_fc(x).masked_fill(hidden.unsqueeze(-1), 0.0)
+        for block in self.blocks:
+            h = _block_rows(cast(_ConvBlock, block), h, shapes)
+        return h
+
+
+def _block_rows(block: _ConvBlock, h: Tensor, shapes: list[tuple[int, int]]) -> Tensor:
+    """One residual block on rows ``[sum B*T, C]`` (GELU before each convolution, as TS2Vec)."""
+    conv1, conv2 = block.conv1.conv, block.conv2.conv
+    if block.projector is None:
+        residual = h
+    else:
+        weight = block.projector.weight
+        residual = F.linear(h, weight.view(weight.shape[0], weight.shape[1]), block.projector.bias)
+    a = row_conv(F.gelu(h), conv1.weight, conv1.bias, conv1.dilation[0], shapes)
+    b = row_conv(F.gelu(a), conv2.weight, conv2.bias, conv2.dilation[0], shapes)
+    return b + residual
+
 
 def _loaded_average(module: nn.Module, incompatible: object) -> None:
     """After ``load_state_dict``: the loaded weights are already in the loaded average (a resume)."""
@@ -130,6 +157,10 @@ class TS2VecEncoder(EncoderBase):
             the initial weights and the weights after every optimizer step, each once) and
             use it in eval mode. TS2Vec encodes with the averaged model; here it is opt-in
             because it scored lower on ArrowHead (docs/timeseries.md).
+        fast_path: in training, run the convolutions as matrix products on one row matrix
+            for all crops (:meth:`forward_many`, :func:`~ssl_timeseries.functional.row_conv`):
+            the same function and parameters as the ``Conv1d`` path, which evaluation,
+            export and ``fast_path = false`` use.
 
     Example:
         >>> import torch
@@ -152,6 +183,7 @@ class TS2VecEncoder(EncoderBase):
         kernel_size: int = 3,
         dropout: float = 0.1,
         average_weights: bool = False,
+        fast_path: bool = True,
     ) -> None:
         super().__init__()
         if in_channels < 1:
@@ -161,7 +193,7 @@ class TS2VecEncoder(EncoderBase):
         self.in_channels, self.embed_dim, self.hidden_dim, self.depth = in_channels, embed_dim, hidden_dim, depth
         self.net = _Network(in_channels, embed_dim, hidden_dim, depth, kernel_size)
         self.repr_dropout = nn.Dropout(dropout)
-        self.average_weights = average_weights
+        self.average_weights, self.fast_path = average_weights, fast_path
         self._param_names = [name for name, _ in self.net.named_parameters()]
         self._seen_version: int | None = None  # parameter versions last folded into the average
         if average_weights:
@@ -170,7 +202,8 @@ class TS2VecEncoder(EncoderBase):
             for i, (_, param) in enumerate(self.net.named_parameters()):
                 self.register_buffer(f"avg_{i}", param.detach().clone())
 
-    def forward(self, batch: dict[str, object], token_mask: Tensor | None = None) -> Features:
+    def _inputs(self, batch: dict[str, object], token_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x, padding, hidden)``: NaN-free input, padded steps, and steps zeroed after ``input_fc``."""
         x, padding = check_series_batch(batch, self.in_channels, type(self).__name__)
         x = torch.nan_to_num(x, nan=0.0)
         hidden = padding
@@ -180,6 +213,16 @@ class TS2VecEncoder(EncoderBase):
             hidden = hidden | token_mask.to(torch.bool)
         if self.average_weights and (not self.training or torch.is_grad_enabled()):
             self._catch_up_average()
+        return x, padding, hidden
+
+    def uses_rows(self) -> bool:
+        """Whether the forward now takes the row-matrix path (``fast_path``, training with gradients)."""
+        return self.fast_path and self.training and torch.is_grad_enabled()
+
+    def forward(self, batch: dict[str, object], token_mask: Tensor | None = None) -> Features:
+        if self.uses_rows():
+            return self.forward_many([batch], [token_mask])[0]
+        x, padding, hidden = self._inputs(batch, token_mask)
         if self.average_weights and not self.training and int(self._count()) > 0:
             averaged = {name: getattr(self, f"avg_{i}") for i, name in enumerate(self._param_names)}
             tokens: Tensor = torch.func.functional_call(self.net, averaged, (x, hidden))
@@ -187,6 +230,27 @@ class TS2VecEncoder(EncoderBase):
             tokens = self.net(x, hidden)
         tokens = self.repr_dropout(tokens)
         return Features(pooled=masked_max_pool(tokens, padding), tokens=tokens, padding_mask=padding)
+
+    def forward_many(self, batches: list[dict[str, object]], token_masks: list[Tensor | None]) -> list[Features]:
+        """``[self(batch, token_mask=m) for batch, m in zip(batches, token_masks)]``, in one pass when training.
+
+        In training (``fast_path``) the batches, which may differ in length, are stacked
+        as one row matrix, so every layer is one matrix product for all of them (TS2Vec's
+        two crops). The outputs are the same as separate calls (dropout draws differ).
+        """
+        if len(batches) != len(token_masks):
+            raise ValueError(f"{len(batches)} batches but {len(token_masks)} token masks")
+        if not self.uses_rows():
+            return [self(batch, token_mask=mask) for batch, mask in zip(batches, token_masks, strict=True)]
+        inputs = [self._inputs(batch, mask) for batch, mask in zip(batches, token_masks, strict=True)]
+        rows = self.repr_dropout(self.net.forward_rows([x for x, _, _ in inputs], [h for _, _, h in inputs]))
+        out, start = [], 0
+        for x, padding, _ in inputs:
+            b, t = x.shape[0], x.shape[1]
+            tokens = rows[start : start + b * t].view(b, t, rows.shape[-1])
+            out.append(Features(pooled=masked_max_pool(tokens, padding), tokens=tokens, padding_mask=padding))
+            start += b * t
+        return out
 
     def _count(self) -> Tensor:
         count: Tensor = self.get_buffer("avg_count")

@@ -67,8 +67,15 @@ class TS2VecObjective(ObjectiveBase):
             raise ValueError(f"TS2Vec needs exactly 2 views (timeseries.crops), got {len(views)}")
         masks = views.masks or [None, None]
         use_masks = getattr(encoder, "supports_token_mask", False)
-        z1 = _tokens(encoder, views.batches[0], masks[0] if use_masks else None, "TS2Vec")
-        z2 = _tokens(encoder, views.batches[1], masks[1] if use_masks else None, "TS2Vec")
+        many = getattr(encoder, "forward_many", None)
+        if callable(many) and use_masks:  # both crops in one pass (TS2VecEncoder)
+            outs = many(list(views.batches), list(masks))
+            if any(out.tokens is None for out in outs):
+                raise ValueError(f"TS2Vec needs per-timestamp tokens but {type(encoder).__name__} returned none")
+            z1, z2 = outs[0].tokens, outs[1].tokens
+        else:
+            z1 = _tokens(encoder, views.batches[0], masks[0] if use_masks else None, "TS2Vec")
+            z2 = _tokens(encoder, views.batches[1], masks[1] if use_masks else None, "TS2Vec")
         overlap = int(views.extras.get("overlap", min(z1.shape[1], z2.shape[1])))
         if z1.shape[1] < overlap or z2.shape[1] < overlap:
             raise ValueError(

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,6 +27,7 @@ __all__ = [
     "instance_contrastive_loss",
     "masked_max_pool",
     "masked_mse",
+    "row_conv",
     "take_per_row",
     "temporal_contrastive_loss",
     "ts2vec_crops",
@@ -260,3 +263,126 @@ def masked_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         return (prediction * 0.0).sum()
     diff = (prediction - torch.nan_to_num(target)) ** 2
     return diff[valid].mean()
+
+
+def _live_taps(length: int, kernel: int, dilation: int) -> list[tuple[int, int]]:
+    """``(tap, offset)`` of a "same" dilated convolution's taps that reach inside a series of ``length`` steps."""
+    pad = ((kernel - 1) * dilation + 1) // 2
+    offsets = [(i, i * dilation - pad) for i in range(kernel)]
+    return [(i, offset) for i, offset in offsets if abs(offset) < length]
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+class _RowConv(torch.autograd.Function):
+    """``row_conv`` with a hand-written backward: two matrix products and the shifted copies."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int, shapes: tuple[tuple[int, int], ...]
+    ) -> Tensor:
+        out_ch, in_ch, kernel = weight.shape
+        longest = max(t for _, t in shapes)
+        live = _live_taps(longest, kernel, dilation)
+        dtype = _compute_dtype(x)
+        xc = x.to(dtype)
+        stacked = weight[:, :, [i for i, _ in live]].permute(2, 0, 1).reshape(len(live) * out_ch, in_ch).to(dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            z = torch.mm(xc, stacked.t()).view(x.shape[0], len(live), out_ch)  # every live tap of every row at once
+            centre = [j for j, (_, offset) in enumerate(live) if offset == 0]
+            out = z[:, centre[0]].clone() if centre else z.new_zeros(z.shape[0], out_ch)
+            if bias is not None:
+                out += bias.to(dtype)
+            start = 0
+            for b, t in shapes:
+                seg_out, seg_z = (
+                    out[start : start + b * t].view(b, t, out_ch),
+                    z[start : start + b * t].view(b, t, len(live), out_ch),
+                )
+                for j, (_, offset) in enumerate(live):
+                    if 0 < offset < t:  # out[t] += W_i x[t + offset]
+                        seg_out[:, : t - offset] += seg_z[:, offset:, j]
+                    elif -t < offset < 0:
+                        seg_out[:, -offset:] += seg_z[:, : t + offset, j]
+                start += b * t
+        ctx.save_for_backward(xc, stacked)
+        ctx.live, ctx.shapes, ctx.kernel, ctx.has_bias = live, shapes, kernel, bias is not None
+        ctx.dtypes = (x.dtype, weight.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        xc, stacked = ctx.saved_tensors
+        live, shapes = ctx.live, ctx.shapes
+        out_ch = grad.shape[-1]
+        grad = grad.to(xc.dtype)
+        grad_z = grad.new_empty(grad.shape[0], len(live), out_ch)
+        start = 0
+        for b, t in shapes:
+            seg_g, seg_z = (
+                grad[start : start + b * t].view(b, t, out_ch),
+                grad_z[start : start + b * t].view(b, t, len(live), out_ch),
+            )
+            for j, (_, offset) in enumerate(live):
+                if offset == 0:
+                    seg_z[:, :, j] = seg_g
+                elif offset >= t or -offset >= t:
+                    seg_z[:, :, j] = 0
+                elif offset > 0:
+                    seg_z[:, offset:, j] = seg_g[:, : t - offset]
+                    seg_z[:, :offset, j] = 0
+                else:
+                    seg_z[:, : t + offset, j] = seg_g[:, -offset:]
+                    seg_z[:, t + offset :, j] = 0
+            start += b * t
+        flat = grad_z.view(grad.shape[0], len(live) * out_ch)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mm(flat, stacked).to(ctx.dtypes[0])
+        if ctx.needs_input_grad[1]:
+            per_tap = torch.mm(flat.t(), xc).view(len(live), out_ch, xc.shape[1])
+            grad_w = per_tap.new_zeros(out_ch, xc.shape[1], ctx.kernel)
+            for j, (i, _) in enumerate(live):
+                grad_w[:, :, i] = per_tap[j]
+            grad_w = grad_w.to(ctx.dtypes[1])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(dim=0).to(ctx.dtypes[1])
+        return grad_x, grad_w, grad_b, None, None
+
+
+def row_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    dilation: int,
+    shapes: list[tuple[int, int]] | tuple[tuple[int, int], ...],
+) -> Tensor:
+    """A "same"-padded dilated ``Conv1d`` on series stored as rows: one matrix product for all taps.
+
+    ``x`` is ``[sum(B * T), C]``: the batches named by ``shapes`` (``(B, T)`` each), every
+    series' steps in consecutive rows. The result equals ``Conv1d(C, O, k, dilation=d,
+    padding=((k - 1) * d + 1) // 2)`` applied to each ``[B, C, T]`` batch (trimmed to
+    ``T`` steps, as TS2Vec's ``SamePadConv``), as rows ``[sum(B * T), O]``.
+
+    Taps that only ever read the zero padding (``|offset| >= T``: with TS2Vec's
+    dilations ``2**i``, every tap but the centre from ``2**i >= T`` on) are skipped, so
+    the deep blocks cost one ``C x O`` product per row instead of three; the live
+    taps share one ``[rows, C] @ [C, taps * O]`` product, and the backward is two.
+    Under autocast the products run in the autocast dtype.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv1d(4, 6, 3, padding=2, dilation=2)
+        >>> x = torch.randn(3, 10, 4)
+        >>> rows = row_conv(x.reshape(30, 4), conv.weight, conv.bias, 2, [(3, 10)])
+        >>> torch.allclose(rows.view(3, 10, 6), conv(x.transpose(1, 2)).transpose(1, 2), atol=1e-5)
+        True
+    """
+    if x.dim() != 2 or x.shape[0] != sum(b * t for b, t in shapes):
+        raise ValueError(f"row_conv expects x as [sum(B*T), C] for shapes {list(shapes)}, got {tuple(x.shape)}")
+    out: Tensor = _RowConv.apply(x, weight, bias, dilation, tuple(shapes))
+    return out
