@@ -147,3 +147,17 @@ def test_hierarchical_loss_gradient_matches_max_pool_reference() -> None:
     want = torch.autograd.grad(total, [z1, z2])
     for x, y in zip(got, want, strict=True):
         torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-4)
+
+
+def test_fast_path_draws_the_same_dropout_as_separate_calls() -> None:
+    torch.manual_seed(0)
+    fast = TS2VecEncoder(in_channels=1, embed_dim=16, hidden_dim=8, depth=2, dropout=0.5)
+    reference = copy.deepcopy(fast)
+    reference.fast_path = False
+    batches = [{"x": torch.randn(2, 9, 1)}, {"x": torch.randn(2, 6, 1)}]
+    torch.manual_seed(1)
+    many = fast.forward_many(batches, [None, None])
+    torch.manual_seed(1)
+    separate = [reference(batch) for batch in batches]
+    for a, b in zip(many, separate, strict=True):
+        torch.testing.assert_close(a.tokens, b.tokens, atol=1e-5, rtol=1e-5)

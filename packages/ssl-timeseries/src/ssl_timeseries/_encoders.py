@@ -236,18 +236,23 @@ class TS2VecEncoder(EncoderBase):
 
         In training (``fast_path``) the batches, which may differ in length, are stacked
         as one row matrix, so every layer is one matrix product for all of them (TS2Vec's
-        two crops). The outputs are the same as separate calls (dropout draws differ).
+        two crops). The outputs are the same as separate calls, dropout draws included.
         """
         if len(batches) != len(token_masks):
             raise ValueError(f"{len(batches)} batches but {len(token_masks)} token masks")
         if not self.uses_rows():
             return [self(batch, token_mask=mask) for batch, mask in zip(batches, token_masks, strict=True)]
         inputs = [self._inputs(batch, mask) for batch, mask in zip(batches, token_masks, strict=True)]
-        rows = self.repr_dropout(self.net.forward_rows([x for x, _, _ in inputs], [h for _, _, h in inputs]))
+        rows = self.net.forward_rows([x for x, _, _ in inputs], [h for _, _, h in inputs])
         out, start = [], 0
         for x, padding, _ in inputs:
             b, t = x.shape[0], x.shape[1]
             tokens = rows[start : start + b * t].view(b, t, rows.shape[-1])
+            if self.training and self.repr_dropout.p > 0:
+                # dropout per batch, in order, on the Conv1d path's [B, D, T] memory layout (dropout draws
+                # its noise in memory order): the same random draws as separate calls on that path
+                tokens = tokens.transpose(1, 2).contiguous().transpose(1, 2)
+            tokens = self.repr_dropout(tokens)
             out.append(Features(pooled=masked_max_pool(tokens, padding), tokens=tokens, padding_mask=padding))
             start += b * t
         return out
