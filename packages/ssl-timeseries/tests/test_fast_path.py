@@ -84,12 +84,26 @@ def test_forward_many_equals_separate_calls() -> None:
         fast.forward_many(batches, masks[:1])
 
 
-def test_eval_and_no_grad_use_the_conv1d_path() -> None:
-    fast, _ = _pair(1)
-    with torch.no_grad():
-        assert not fast.uses_rows()
+def test_eval_uses_the_fast_path_and_tracing_the_conv1d_path() -> None:
+    fast, reference = _pair(1)
     fast.eval()
-    assert not fast.uses_rows()
+    reference.eval()
+    x = torch.randn(3, 50, 1)
+    with torch.no_grad():
+        assert fast.uses_rows()
+        torch.testing.assert_close(fast({"x": x}).tokens, reference({"x": x}).tokens, atol=1e-5, rtol=1e-5)
+
+    class Tokens(nn.Module):
+        def __init__(self, encoder: TS2VecEncoder) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.encoder({"x": t}).tokens  # type: ignore[no-any-return]
+
+    with torch.no_grad():
+        traced = torch.jit.trace(Tokens(fast), (x,), check_trace=False)
+    assert "_convolution" in str(traced.inlined_graph) and "_RowConv" not in str(traced.inlined_graph)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -131,6 +131,17 @@ def _block_rows(block: _ConvBlock, h: Tensor, shapes: list[tuple[int, int]]) -> 
     return b + residual
 
 
+def _tracing() -> bool:
+    """Under TorchScript, tracing, ``torch.compile`` or ``torch.export`` (the exporters see the Conv1d path)."""
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(
+        torch.jit.is_scripting()
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or (callable(exporting) and exporting())
+    )
+
+
 def _loaded_average(module: nn.Module, incompatible: object) -> None:
     """After ``load_state_dict``: the loaded weights are already in the loaded average (a resume)."""
     if isinstance(module, TS2VecEncoder):
@@ -157,10 +168,10 @@ class TS2VecEncoder(EncoderBase):
             the initial weights and the weights after every optimizer step, each once) and
             use it in eval mode. TS2Vec encodes with the averaged model; here it is opt-in
             because it scored lower on ArrowHead (docs/timeseries.md).
-        fast_path: in training, run the convolutions as matrix products on one row matrix
-            for all crops (:meth:`forward_many`, :func:`~ssl_timeseries.functional.row_conv`):
-            the same function and parameters as the ``Conv1d`` path, which evaluation,
-            export and ``fast_path = false`` use.
+        fast_path: run the convolutions as matrix products on one row matrix for all
+            crops (:meth:`forward_many`, :func:`~ssl_timeseries.functional.row_conv`): the
+            same function and parameters as the ``Conv1d`` path, which tracing, export,
+            the averaged weights and ``fast_path = false`` use.
 
     Example:
         >>> import torch
@@ -216,45 +227,44 @@ class TS2VecEncoder(EncoderBase):
         return x, padding, hidden
 
     def uses_rows(self) -> bool:
-        """Whether the forward now takes the row-matrix path (``fast_path``, training with gradients)."""
-        return self.fast_path and self.training and torch.is_grad_enabled()
+        """Whether the forward takes the row-matrix path (``fast_path``, not while tracing or exporting)."""
+        return self.fast_path and not _tracing()
 
     def forward(self, batch: dict[str, object], token_mask: Tensor | None = None) -> Features:
-        if self.uses_rows():
-            return self.forward_many([batch], [token_mask])[0]
-        x, padding, hidden = self._inputs(batch, token_mask)
-        if self.average_weights and not self.training and int(self._count()) > 0:
-            averaged = {name: getattr(self, f"avg_{i}") for i, name in enumerate(self._param_names)}
-            tokens: Tensor = torch.func.functional_call(self.net, averaged, (x, hidden))
-        else:
-            tokens = self.net(x, hidden)
-        tokens = self.repr_dropout(tokens)
-        return Features(pooled=masked_max_pool(tokens, padding), tokens=tokens, padding_mask=padding)
+        return self.forward_many([batch], [token_mask])[0]
 
     def forward_many(self, batches: list[dict[str, object]], token_masks: list[Tensor | None]) -> list[Features]:
-        """``[self(batch, token_mask=m) for batch, m in zip(batches, token_masks)]``, in one pass when training.
+        """``[self(batch, token_mask=m) for batch, m in zip(batches, token_masks)]``, in one pass.
 
-        In training (``fast_path``) the batches, which may differ in length, are stacked
-        as one row matrix, so every layer is one matrix product for all of them (TS2Vec's
-        two crops). The outputs are the same as separate calls, dropout draws included.
+        With ``fast_path`` the batches, which may differ in length, are stacked as one row
+        matrix, so every layer is one matrix product for all of them (TS2Vec's two crops).
+        The outputs are the same as separate calls, dropout draws included.
         """
         if len(batches) != len(token_masks):
             raise ValueError(f"{len(batches)} batches but {len(token_masks)} token masks")
-        if not self.uses_rows():
-            return [self(batch, token_mask=mask) for batch, mask in zip(batches, token_masks, strict=True)]
         inputs = [self._inputs(batch, mask) for batch, mask in zip(batches, token_masks, strict=True)]
-        rows = self.net.forward_rows([x for x, _, _ in inputs], [h for _, _, h in inputs])
-        out, start = [], 0
-        for x, padding, _ in inputs:
-            b, t = x.shape[0], x.shape[1]
-            tokens = rows[start : start + b * t].view(b, t, rows.shape[-1])
-            if self.training and self.repr_dropout.p > 0:
-                # dropout per batch, in order, on the Conv1d path's [B, D, T] memory layout (dropout draws
-                # its noise in memory order): the same random draws as separate calls on that path
-                tokens = tokens.transpose(1, 2).contiguous().transpose(1, 2)
-            tokens = self.repr_dropout(tokens)
-            out.append(Features(pooled=masked_max_pool(tokens, padding), tokens=tokens, padding_mask=padding))
-            start += b * t
+        rows = False
+        if self.average_weights and not self.training and int(self._count()) > 0:
+            averaged = {name: getattr(self, f"avg_{i}") for i, name in enumerate(self._param_names)}
+            tokens = [torch.func.functional_call(self.net, averaged, (x, hidden)) for x, _, hidden in inputs]
+        elif self.uses_rows():
+            rows = True
+            matrix = self.net.forward_rows([x for x, _, _ in inputs], [h for _, _, h in inputs])
+            tokens, start = [], 0
+            for x, _, _ in inputs:
+                b, t = x.shape[0], x.shape[1]
+                tokens.append(matrix[start : start + b * t].view(b, t, matrix.shape[-1]))
+                start += b * t
+        else:
+            tokens = [self.net(x, hidden) for x, _, hidden in inputs]
+        out = []
+        for z, (_, padding, _) in zip(tokens, inputs, strict=True):
+            if rows and self.training and self.repr_dropout.p > 0:
+                # dropout draws its noise in memory order: on the Conv1d path's [B, D, T] layout, batch by
+                # batch, it draws the same noise as separate calls on that path
+                z = z.transpose(1, 2).contiguous().transpose(1, 2)
+            z = self.repr_dropout(z)
+            out.append(Features(pooled=masked_max_pool(z, padding), tokens=z, padding_mask=padding))
         return out
 
     def _count(self) -> Tensor:
