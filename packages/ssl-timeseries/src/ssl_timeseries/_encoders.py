@@ -133,13 +133,9 @@ def _block_rows(block: _ConvBlock, h: Tensor, shapes: list[tuple[int, int]]) -> 
 
 def _tracing() -> bool:
     """Under TorchScript, tracing, ``torch.compile`` or ``torch.export`` (the exporters see the Conv1d path)."""
-    exporting = getattr(torch.compiler, "is_exporting", None)
-    return bool(
-        torch.jit.is_scripting()
-        or torch.jit.is_tracing()
-        or torch.compiler.is_compiling()
-        or (callable(exporting) and exporting())
-    )
+    checks = [getattr(torch.jit, "is_scripting", None), getattr(torch.jit, "is_tracing", None)]
+    checks += [torch.compiler.is_compiling, getattr(torch.compiler, "is_exporting", None)]
+    return any(callable(check) and check() for check in checks)
 
 
 def _loaded_average(module: nn.Module, incompatible: object) -> None:
