@@ -112,10 +112,31 @@ class _Network(nn.Module):
         shapes = [(x.shape[0], x.shape[1]) for x in xs]
         x = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs])
         hidden = torch.cat([m.reshape(-1) for m in hiddens])
+        rows = x.shape[0]
+        pad = -rows % _ROW_BUCKET if _onednn_autocast(x.device) else 0
+        if pad:  # masked rows, each its own 1-step series: read by no real row, dropped below
+            x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
+            hidden = torch.cat([hidden, hidden.new_ones(pad)])
+            shapes.append((pad, 1))
         h: Tensor = self.input_fc(x).masked_fill(hidden.unsqueeze(-1), 0.0)
         for block in self.blocks:
             h = _block_rows(cast(_ConvBlock, block), h, shapes)
-        return h
+        return h[:rows] if pad else h
+
+
+_ROW_BUCKET = 256
+"""Under CPU autocast the row count is padded to a multiple of this (see :func:`_onednn_autocast`)."""
+
+
+def _onednn_autocast(device: torch.device) -> bool:
+    """CPU autocast to bf16 / fp16: oneDNN compiles a kernel per matrix shape, so the row count is bucketed.
+
+    Crops change length every step; without buckets nearly every product is a new shape
+    and its compilation costs more than the product (bf16 was slower than fp32).
+    """
+    if device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return False
+    return torch.get_autocast_dtype("cpu") in (torch.bfloat16, torch.float16)
 
 
 def _block_rows(block: _ConvBlock, h: Tensor, shapes: list[tuple[int, int]]) -> Tensor:

@@ -77,6 +77,12 @@ def temporal_contrastive_loss(z1: Tensor, z2: Tensor) -> Tensor:
     return _contrast(z, t)
 
 
+def _pool_pairs(z: Tensor) -> Tensor:
+    """``max_pool1d(kernel_size=2)`` over time of ``[B, T, D]`` (a trailing odd step dropped), without transposes."""
+    half = z.shape[1] // 2
+    return torch.maximum(z[:, 0 : 2 * half : 2], z[:, 1 : 2 * half : 2])
+
+
 def hierarchical_contrastive_loss(
     z1: Tensor, z2: Tensor, alpha: float = 0.5, temporal_unit: int = 0, *, parts: dict[str, Tensor] | None = None
 ) -> Tensor:
@@ -97,6 +103,9 @@ def hierarchical_contrastive_loss(
     """
     if z1.shape != z2.shape:
         raise ValueError(f"the two views must be aligned: {tuple(z1.shape)} vs {tuple(z2.shape)}")
+    if torch.is_autocast_enabled(z1.device.type):  # the similarities and softmax in fp32
+        with torch.autocast(z1.device.type, enabled=False):
+            return hierarchical_contrastive_loss(z1.float(), z2.float(), alpha, temporal_unit, parts=parts)
     loss = z1.new_zeros(())
     instance_sum = temporal_sum = z1.new_zeros(())
     depth = 0
@@ -108,8 +117,7 @@ def hierarchical_contrastive_loss(
             term = (1 - alpha) * temporal_contrastive_loss(z1, z2)
             loss, temporal_sum = loss + term, temporal_sum + term.detach()
         depth += 1
-        z1 = F.max_pool1d(z1.transpose(1, 2), kernel_size=2).transpose(1, 2)
-        z2 = F.max_pool1d(z2.transpose(1, 2), kernel_size=2).transpose(1, 2)
+        z1, z2 = _pool_pairs(z1), _pool_pairs(z2)
     if z1.shape[1] == 1:
         if alpha != 0:
             term = alpha * instance_contrastive_loss(z1, z2)
