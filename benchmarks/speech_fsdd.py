@@ -13,12 +13,22 @@ Rows: ``accuracy_pct`` for (impl in ``wav2vec2``, ``hubert``, ``random_init``, `
 (case ``digit``, ``speaker``); ``pretrain_seconds``, ``steps``, ``final_loss`` and
 ``final_objective_accuracy`` per method.
 
+``--methods hubert2`` runs HuBERT's two iterations (issue 17): iteration 1 on the MFCC
+k-means labels for ``--steps`` steps, k-means (``--clusters2``, default 100) on transformer
+layer ``--layer`` (default 3) of the iteration-1 encoder, then iteration 2 from scratch on
+those labels for ``--steps2`` steps (default ``--steps``). The total budget is the sum,
+stated in the rows ``steps`` (case ``fsdd``). Rows: ``accuracy`` (in %) for impl in
+``hubert-iter1``, ``hubert-iter2``, ``random`` x case in ``digit``, ``speaker``; with
+``--equal-budget`` also ``hubert-iter1-long``: iteration 1 trained for the whole budget
+(``--steps`` + ``--steps2``), so iteration 2 is compared with the same number of steps.
+
 Usage::
 
     python benchmarks/speech_fsdd.py --root ../shared/data/fsdd/recordings --json benchmarks/results/speech_fsdd.json
     python benchmarks/speech_fsdd.py --root ... --methods hubert --threads 1 --json h.json    # one method per process
     python benchmarks/speech_fsdd.py --merge w.json h.json --json benchmarks/results/speech_fsdd.json
     python benchmarks/speech_fsdd.py --quick --root ...    # 100 files per split, 20 steps, 5 probe epochs
+    python benchmarks/speech_fsdd.py --root ... --methods hubert2 --steps 1000 --equal-budget --json h2.json
 """
 
 from __future__ import annotations
@@ -76,6 +86,55 @@ def pretrain(method: str, root: str, steps: int, precision: str, seed: int, quic
     return out
 
 
+def _probe(metrics: dict[str, Any], section: str) -> dict[str, float]:
+    keys = ["speech.utterance_probe", "speech.utterance_probe#2"]
+    return {task: 100.0 * metrics[section][key]["accuracy"] for task, key in zip(TASKS, keys, strict=True)}
+
+
+def hubert_two_iterations(
+    root: str, steps: int, steps2: int, layer: int, clusters2: int, precision: str, seed: int, quick: bool,
+    equal_budget: bool,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """HuBERT iteration 1 (MFCC labels), layer k-means, iteration 2 from scratch; probes in % per impl.
+
+    Returns ``{impl: {"digit", "speaker", "pretrain_seconds", "steps"}}`` for ``hubert-iter1``,
+    ``hubert-iter2``, ``random`` (and ``hubert-iter1-long`` with ``equal_budget``).
+    """
+    import ssl_core
+    from ssl_speech import fsdd, hubert, hubert_labels, save_labels
+
+    limit = 100 if quick else None
+    overrides = ["plots=false", f"train.precision={precision}", *_probe_overrides(quick)]
+    if limit is not None:
+        overrides.append(f"data.limit={limit}")
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        splits = fsdd(root, limit=limit, progress=False)
+        mfcc = save_labels(hubert_labels(splits, source="mfcc", num_clusters=100, seed=seed), Path(tmp) / "mfcc.pt")
+
+        def run(labels: Path, n_steps: int, clusters: int, name: str, random_init: bool) -> Any:
+            config = hubert(str(labels), steps=n_steps, num_clusters=clusters)
+            config.update({"seed": seed, "compare_random_init": random_init})
+            print(f"hubert2: {name} ({n_steps} steps on {labels.name})", flush=True)
+            return ssl_core.run(config, overrides=overrides, root=root, out=Path(tmp) / name)
+
+        first = run(mfcc, steps, 100, "iteration-1", True)
+        out["hubert-iter1"] = {**_probe(first.metrics, "evaluations"), "steps": float(steps),
+                               "pretrain_seconds": first.metrics["train"]["seconds"]}  # fmt: skip
+        out["random"] = _probe(first.metrics, "random_init")
+        layer_labels = hubert_labels(splits, source="layer", encoder=first.encoder, layer=layer,
+                                     num_clusters=clusters2, seed=seed)  # fmt: skip
+        second = run(save_labels(layer_labels, Path(tmp) / f"layer{layer}.pt"), steps2, clusters2, "iteration-2", False)
+        out["hubert-iter2"] = {**_probe(second.metrics, "evaluations"), "steps": float(steps + steps2),
+                               "pretrain_seconds": first.metrics["train"]["seconds"]
+                               + second.metrics["train"]["seconds"]}  # fmt: skip
+        if equal_budget:
+            long = run(mfcc, steps + steps2, 100, "iteration-1-long", False)
+            out["hubert-iter1-long"] = {**_probe(long.metrics, "evaluations"), "steps": float(steps + steps2),
+                                        "pretrain_seconds": long.metrics["train"]["seconds"]}  # fmt: skip
+    return out
+
+
 def mfcc_baseline(root: str, seed: int, quick: bool) -> dict[str, float]:
     """The utterance probe on 39-d MFCC + deltas (``speech.mfcc``), digit and speaker accuracy in %."""
     import ssl_core
@@ -102,6 +161,13 @@ def summary(report: Report) -> str:
                 steps = statistics.mean(report.values(impl, "fsdd", "steps"))
                 lines.append(f"{impl} - random init: digit {gaps[0]:+.1f}, speaker {gaps[1]:+.1f} points "
                              f"({steps:.0f} steps, {seconds / 60:.1f} min pretraining)")  # fmt: skip
+    for impl in ("hubert-iter1", "hubert-iter1-long", "hubert-iter2", "random"):
+        values = {t: report.values(impl, t, "accuracy") for t in TASKS}
+        if all(values.values()):
+            steps = report.values(impl, "fsdd", "steps")
+            budget = f" ({steps[0]:.0f} steps in all)" if steps else ""
+            lines.append(f"{impl:<28} {statistics.mean(values['digit']):>8.1f} "
+                         f"{statistics.mean(values['speaker']):>10.1f}{budget}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -109,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0], merge=True)
     parser.add_argument("--root", default=None, help="FSDD's recordings folder (../shared/data/fsdd/recordings)")
     parser.add_argument("--methods", nargs="+", default=["wav2vec2", "hubert", "mfcc"],
-                        choices=["wav2vec2", "hubert", "mfcc"])  # fmt: skip
+                        choices=["wav2vec2", "hubert", "hubert2", "mfcc"])  # fmt: skip
+    parser.add_argument("--steps2", type=int, default=None, help="hubert2: iteration-2 steps (default --steps)")
+    parser.add_argument("--layer", type=int, default=3, help="hubert2: the iteration-1 layer clustered for iteration 2")
+    parser.add_argument("--clusters2", type=int, default=100, help="hubert2: k of the iteration-2 labels")
+    parser.add_argument("--equal-budget", action="store_true",
+                        help="hubert2: also train iteration 1 for the whole two-iteration budget")  # fmt: skip
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default 2000; --quick 20)")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=0)
@@ -137,6 +208,21 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
     }
     for method in args.methods:
+        if method == "hubert2":
+            steps2 = args.steps2 or steps
+            results = hubert_two_iterations(args.root, steps, steps2, args.layer, args.clusters2, args.precision,
+                                            args.seed, args.quick, args.equal_budget)  # fmt: skip
+            report.extra["protocol"]["hubert2"] = {"steps": [steps, steps2], "layer": args.layer,
+                                                   "clusters2": args.clusters2, "accuracy": "percent"}  # fmt: skip
+            for impl, values in results.items():
+                for task in TASKS:
+                    report.add(impl=impl, case=task, metric="accuracy", value=values[task], seed=args.seed)
+                for metric in ("steps", "pretrain_seconds"):
+                    if metric in values:
+                        report.add(impl=impl, case="fsdd", metric=metric, value=values[metric], seed=args.seed)
+                print(f"{impl}: " + ", ".join(f"{k} {v:.1f}" for k, v in values.items()), flush=True)
+            report.write(args.json)
+            continue
         if method == "mfcc":
             out = mfcc_baseline(args.root, args.seed, args.quick)
             for task in TASKS:

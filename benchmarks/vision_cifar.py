@@ -34,6 +34,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -338,25 +339,52 @@ def _record_knn(report: Report, impl: str, method: str, metrics: dict[str, float
 
 
 def ours_knn(
-    method: str, root: Path, epochs: float, precision: str, limit: int | None, overrides: list[str] | None = None
-) -> tuple[dict[str, float], float]:
+    method: str,
+    root: Path,
+    epochs: float,
+    precision: str,
+    limit: int | None,
+    overrides: list[str] | None = None,
+    curve: bool = False,
+) -> tuple[dict[str, float], float, dict[int, float]]:
+    """Pretrain with the recipe; (final kNN, seconds of training, {epoch: kNN top-1 @20} when ``curve``).
+
+    The curve comes from the training loop's monitor at every epoch's end, with the whole
+    train split as the bank and the whole test split as queries (k 20, T 0.07): the same
+    number the kNN evaluator gives. Its time is not counted in ``seconds``.
+    """
     from ssl_core import run
 
     train_size = limit or 10_000
     config = _recipe(method, epochs, train_size, precision)
     config.update({"evaluate": [], "compare_random_init": False, "plots": False})
     config["train"]["progress"] = True
-    start = time.perf_counter()
+    per_epoch = max(1, math.ceil(train_size / config["train"]["batch_size"]))
+    if curve:
+        config["train"].update({"monitor_every": per_epoch, "monitor_samples": train_size})
+    else:
+        config["train"]["monitor_every"] = 0
     result = run(config, root=str(root), overrides=overrides or [])
-    seconds = time.perf_counter() - start
+    seconds = float(result.metrics["train"]["seconds"])
     from ssl_vision import cifar10
 
-    return _knn(result.encoder, cifar10(str(root)), limit), seconds
+    points: dict[int, float] = {}
+    if curve:
+        monitors = result.metrics.get("monitors", {})
+        knn = monitors.get("curves", {}).get("monitor/knn_top1", [])
+        monitor_seconds = float(monitors.get("seconds", 0.0))
+        seconds -= monitor_seconds
+        for step, value in zip(monitors.get("steps", []), knn, strict=False):
+            if value is not None:
+                points[round(step / per_epoch)] = 100 * value
+    return _knn(result.encoder, cifar10(str(root)), limit), seconds, points
 
 
 def lightly_knn(
-    method: str, root: Path, epochs: int, workers: int, limit: int | None, per_step_ema: bool = False
-) -> tuple[dict[str, float], float]:
+    method: str, root: Path, epochs: int, workers: int, limit: int | None, per_step_ema: bool = False,
+    curve: bool = False,
+) -> tuple[dict[str, float], float, dict[int, float]]:  # fmt: skip
+    """lightly's example loop; (final kNN, seconds of training, {epoch: kNN top-1 @20} when ``curve``)."""
     import _lightly_vision as lv
     import torch
     from tqdm.auto import tqdm
@@ -369,6 +397,22 @@ def lightly_knn(
     batch = MAE_BATCH if method == "mae" else DINO_BATCH
     loader = lightly_loader(method, root, workers, batch, limit)
     model, optimizer = lightly_model(method)
+
+    class Backbone(EncoderBase):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model, self.normalize = model, _Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+            self.embed_dim = 192
+
+        def forward(self, batch: dict[str, Any], token_mask: Any = None) -> Features:
+            return Features(pooled=self.model.features(self.normalize(batch["x"])))
+
+    splits = cifar10(str(root))
+    points: dict[int, float] = {}
+    evaluating = 0.0
+    if curve:
+        points[0] = 100 * _knn(Backbone(), splits, limit)["knn_top1@20"]
+        model.train()
     start = time.perf_counter()
     model.train()
     for epoch in range(epochs):
@@ -381,22 +425,52 @@ def lightly_knn(
                 else:  # lightly's example: cosine over epochs (with one epoch the momentum is 1 throughout)
                     step, total = epoch, epochs
                 lv.dino_train_step(model, optimizer, views, epoch=epoch, momentum_step=step, momentum_total=total)
-    seconds = time.perf_counter() - start
+        if curve:
+            began = time.perf_counter()
+            points[epoch + 1] = 100 * _knn(Backbone(), splits, limit)["knn_top1@20"]
+            model.train()
+            evaluating += time.perf_counter() - began
+    seconds = time.perf_counter() - start - evaluating
+    return _knn(Backbone(), splits, limit), seconds, points
 
-    class Backbone(EncoderBase):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model, self.normalize = model, _Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-            self.embed_dim = 192
 
-        def forward(self, batch: dict[str, Any], token_mask: Any = None) -> Features:
-            return Features(pooled=self.model.features(self.normalize(batch["x"])))
+def _record_curve(report: Report, impl: str, method: str, points: dict[int, float]) -> None:
+    for epoch, value in sorted(points.items()):
+        report.add(impl=impl, case=method, metric=f"knn_top1@20_epoch{epoch}", value=value, seed=0)
 
-    return _knn(Backbone(), cifar10(str(root)), limit), seconds
+
+def plot_curves(report: Report, method: str, path: Path) -> None:
+    """kNN top-1 @20 against epochs for every impl with a curve (and random init as a line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    impls = sorted({r["impl"] for r in report.rows if r["case"] == method and "_epoch" in r["metric"]})
+    for impl in impls:
+        rows = [r for r in report.rows if r["impl"] == impl and r["case"] == method and "_epoch" in r["metric"]]
+        points = sorted((int(r["metric"].rsplit("_epoch", 1)[1]), r["value"]) for r in rows)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=impl)
+    base = report.values("random-init", method, "knn_top1@20")
+    if base:
+        ax.axhline(base[0], color="grey", linestyle="--", label="random init")
+        ax.axhline(base[0] + 5, color="grey", linestyle=":", label="random init + 5")
+    ax.set_xlabel("epoch (10k-image CIFAR-10 subset)")
+    ax.set_ylabel("kNN top-1 @20 (%)")
+    ax.set_title(f"{method}: kNN on the 10k test images after each epoch")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 def bench_knn(report: Report, methods: tuple[str, ...], root: Path, epochs: float, workers: int,
-              limit: int | None, impls: tuple[str, ...], overrides: list[str], label: str = "") -> None:  # fmt: skip
+              limit: int | None, impls: tuple[str, ...], overrides: list[str], label: str = "",
+              curve: bool = False, precision: str = "bf16") -> None:  # fmt: skip
+    """Random init, lightly's example and ours (``ours``: ``precision``; ``ours-fp32`` / ``ours-bf16``)."""
     from ssl_vision import ViTEncoder, cifar10
 
     for method in methods:
@@ -407,14 +481,16 @@ def bench_knn(report: Report, methods: tuple[str, ...], root: Path, epochs: floa
             _record_knn(report, "random-init", method, _knn(ViTEncoder("tiny", 32, 4), cifar10(str(root)), limit), 0, 0)
         for name, per_step in (("lightly", False), ("lightly-per-step-ema", True)):
             if name in impls and (method == "dino" or not per_step):
-                metrics, seconds = lightly_knn(method, root, int(epochs), workers, limit, per_step)
+                metrics, seconds, points = lightly_knn(method, root, int(epochs), workers, limit, per_step, curve)
                 _record_knn(report, name, method, metrics, 0, epochs)
+                _record_curve(report, name, method, points)
                 report.add(impl=name, case=method, metric="pretrain_seconds", value=seconds, seed=0)
-        for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16")):
+        for impl, impl_precision in (("ours", precision), ("ours-fp32", "fp32"), ("ours-bf16", "bf16")):
             if impl in impls:
-                metrics, seconds = ours_knn(method, root, epochs, precision, limit, overrides)
+                metrics, seconds, points = ours_knn(method, root, epochs, impl_precision, limit, overrides, curve)
                 impl = impl + label
                 _record_knn(report, impl, method, metrics, 0, epochs)
+                _record_curve(report, impl, method, points)
                 report.add(impl=impl, case=method, metric="pretrain_seconds", value=seconds, seed=0)
 
 
@@ -427,7 +503,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for lightly's PIL pipeline")
     parser.add_argument("--e2e-steps", type=int, default=12, help="training steps per end-to-end measurement")
     parser.add_argument("--epochs", type=float, default=1.0, help="pretraining epochs for the kNN part")
-    parser.add_argument("--knn-impls", default="random,lightly,ours,ours-bf16")
+    parser.add_argument(
+        "--knn-impls",
+        default="random,lightly,ours",
+        help="random, lightly, lightly-per-step-ema, ours (at --precision), ours-fp32, ours-bf16",
+    )
+    parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"), help="precision of impl 'ours'")
+    parser.add_argument(
+        "--curve", action="store_true", help="kNN after every epoch (rows knn_top1@20_epoch<N>) and a PNG of the curves"
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="where the curve PNG goes (default: next to --json, else vision_cifar_<method>_knn.png)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="key=value override for our kNN runs (an ablation); label them with --label")  # fmt: skip
     parser.add_argument("--label", default="", help="suffix for our impl names in the kNN rows, e.g. -rawpix")
@@ -458,7 +548,13 @@ def main() -> None:
         if args.part in ("all", "knn"):
             impls = tuple(args.knn_impls.split(","))
             bench_knn(report, methods, root, 1 if args.quick else args.epochs, args.workers,
-                      500 if args.quick else None, impls, args.overrides, args.label)  # fmt: skip
+                      500 if args.quick else None, impls, args.overrides, args.label, args.curve,
+                      args.precision)  # fmt: skip
+            report.extra["protocol"]["knn_precision"] = args.precision
+            if args.curve:
+                for method in methods:
+                    folder = args.json.parent if args.json else Path(".")
+                    plot_curves(report, method, args.plot or folder / f"vision_cifar_{method}_knn.png")
     print(report.table())
     report.write(args.json)
 

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +112,8 @@ class MonitorHistory:
     steps: list[int] = field(default_factory=list)
     curves: dict[str, list[float | None]] = field(default_factory=dict)
     alarms: list[Alarm] = field(default_factory=list)
+    seconds: float = 0.0
+    """Wall-clock time spent measuring (part of the run's training seconds)."""
 
     def record(self, step: int, values: Mapping[str, float]) -> None:
         """Add one measurement (curves that miss it get ``None`` there)."""
@@ -120,17 +123,19 @@ class MonitorHistory:
             curve.append(values.get(name))
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: every, samples, steps, curves, alarms (step, rule, message)."""
+        """JSON-ready: every, samples, steps, curves, alarms (step, rule, message), seconds."""
         alarms = [{"step": a.step, "rule": a.rule, "message": a.message} for a in self.alarms]
         return {"every": self.every, "samples": self.samples, "steps": list(self.steps),
-                "curves": {k: list(v) for k, v in sorted(self.curves.items())}, "alarms": alarms}  # fmt: skip
+                "curves": {k: list(v) for k, v in sorted(self.curves.items())}, "alarms": alarms,
+                "seconds": self.seconds}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MonitorHistory:
         """Back from :meth:`as_dict` (checkpoints keep the history so a resumed run continues its curves)."""
         alarms = [Alarm(int(a["step"]), str(a["rule"]), str(a["message"])) for a in data.get("alarms", [])]
         return cls(int(data.get("every", 0)), int(data.get("samples", 0)), [int(s) for s in data.get("steps", [])],
-                   {k: list(v) for k, v in data.get("curves", {}).items()}, alarms)  # fmt: skip
+                   {k: list(v) for k, v in data.get("curves", {}).items()}, alarms,
+                   float(data.get("seconds", 0.0)))  # fmt: skip
 
 
 def _slice_items(dataset: Any, count: int, seed: int) -> list[Any]:
@@ -215,6 +220,7 @@ class TrainingMonitor:
 
     def measure(self, step: int, encoder: nn.Module, objective: nn.Module) -> tuple[dict[str, float], list[Alarm]]:
         """Monitor values at ``step`` (``monitor/*``, ``health/*``) and the alarms that fire for the first time."""
+        began = time.perf_counter()
         batches = self._prepare()
         was_training = encoder.training
         encoder.eval()
@@ -236,6 +242,7 @@ class TrainingMonitor:
         alarms = self._alarms(step, values, train_emb.shape[1], objective, health)
         self.history.record(step, values)
         self.history.alarms.extend(alarms)
+        self.history.seconds += time.perf_counter() - began
         return values, alarms
 
     def _alarms(
