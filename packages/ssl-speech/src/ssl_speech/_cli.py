@@ -11,6 +11,10 @@ of a pretrained run (``--from-run``), on the dataset that run was trained on::
     ssl run speech.hubert --root ../shared/data/fsdd/recordings --set data.labels=runs/fsdd-mfcc100.pt --out runs/h1
     ssl hubert-labels --from-run runs/h1 --layer 3 --clusters 500 --out runs/fsdd-h1-l3.pt
 
+Any speech dataset works the same way (``--data speech.audio_folder``, ``speech.librispeech``,
+``speech.manifest``); the command prints the ``ssl run speech.hubert`` line that trains on
+its labels with that dataset and its options (:func:`train_command`).
+
 Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(prog="ssl")
@@ -24,11 +28,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import shlex
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ssl_core import hookimpl
 
-__all__ = ["HubertLabelsCommand", "cli", "hubert_labels_command", "speech_manifest_command"]
+__all__ = ["HubertLabelsCommand", "cli", "hubert_labels_command", "speech_manifest_command", "train_command"]
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -49,6 +55,68 @@ def _options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def _toml_value(value: Any) -> str:
+    """``value`` as ``--set`` reads it back (TOML; a string bare when that parses back to itself).
+
+    Example:
+        >>> [_toml_value(v) for v in ("digit", "100", 16, False, 0.5, ["a b"], {"k": 1})]
+        ['digit', '"100"', '16', 'false', '0.5', '["a b"]', '{k = 1}']
+    """
+    import json
+
+    from ssl_core import apply_overrides
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        bare = " " not in value and apply_overrides({}, [f"v={value}"])["v"] == value
+        return value if bare else json.dumps(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{key} = {_toml_value(v)}" for key, v in value.items()) + "}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def train_command(
+    labels: str,
+    data: str = "speech.fsdd",
+    root: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    num_clusters: int = 100,
+    probe: bool = True,
+) -> str:
+    """The ``ssl run speech.hubert`` command that trains on the label file ``labels`` made from dataset ``data``.
+
+    The dataset is the recipe's ``data`` argument (every speech dataset takes
+    ``data.labels``); its options become ``--set data.KEY=VALUE``, so the run builds the
+    same utterances the labels were made from. ``probe = False`` (a dataset without class
+    labels) adds ``--set evaluate=[]``.
+
+    Example:
+        >>> print(train_command("l.pt", "speech.audio_folder", "a b", {"seed": 1}))
+        ssl run speech.hubert --recipe data=speech.audio_folder --root 'a b' --set data.labels=l.pt --set data.seed=1
+        >>> print(train_command("l.pt", root="fsdd", num_clusters=50))
+        ssl run speech.hubert --root fsdd --set data.labels=l.pt --recipe num_clusters=50
+    """
+    parts = ["ssl", "run", "speech.hubert"]
+    if data != "speech.fsdd":
+        parts += ["--recipe", f"data={data}"]
+    if root is not None:
+        parts += ["--root", root]
+    parts += ["--set", f"data.labels={_toml_value(labels)}"]
+    if num_clusters != 100:
+        parts += ["--recipe", f"num_clusters={num_clusters}"]
+    for key, value in (options or {}).items():
+        if key not in ("labels", "root", "name"):
+            parts += ["--set", f"data.{key}={_toml_value(value)}"]
+    if not probe:
+        parts += ["--set", "evaluate=[]"]
+    return shlex.join(parts)
+
+
 def hubert_labels_command(args: argparse.Namespace) -> int:
     """Make, check and save HuBERT labels as ``ssl hubert-labels`` describes; returns the exit status."""
     import ssl_core
@@ -61,15 +129,20 @@ def hubert_labels_command(args: argparse.Namespace) -> int:
         loaded = ssl_core.load_encoder(args.from_run, root=args.root)
         splits, encoder = loaded.splits, loaded.encoder
         source = "layer"
+        data = loaded.config.data.name  # the run's dataset, with its options (not its old labels)
+        options = {k: v for k, v in loaded.config.data.params.items() if k not in ("labels", "root")}
+        root = args.root or loaded.config.data.params.get("root")
     else:
         if args.source == "layer":
             raise ConfigError("--source layer clusters a pretrained encoder's layer: pass --from-run RUN_DIR")
-        params = {**_options(args.option), **({"root": args.root} if args.root else {})}
-        provider = ssl_core.default_registry().get("dataset", args.data)
-        splits = provider(**params)
+        data, options, root = args.data, _options(args.option), args.root
+        if "labels" in options:
+            raise ConfigError("--option labels=... attaches old labels; make new ones from the dataset without it")
+        provider = ssl_core.default_registry().get("dataset", data)
+        splits = provider(**options, **({"root": root} if root else {}))
         source = "mfcc"
     if splits.modality != "audio":
-        raise ConfigError(f"HuBERT labels need an audio dataset; {args.data!r} is {splits.modality!r}")
+        raise ConfigError(f"HuBERT labels need an audio dataset; {data!r} is {splits.modality!r}")
     labels = hubert_labels(
         splits,
         source=source,  # type: ignore[arg-type]
@@ -86,7 +159,8 @@ def hubert_labels_command(args: argparse.Namespace) -> int:
         f"wrote {path}: {args.clusters} clusters of {what}; {len(labels['train'])} train and "
         f"{len(labels['test'])} test utterances, {frames} train frames, k-means inertia {labels['inertia']:.4g}"
     )
-    print(f"train with it: ssl run speech.hubert --set data.labels={path} (labels are checked against the frames)")
+    command = train_command(str(path), data, root, options, args.clusters, probe=(splits.num_classes or 0) > 1)
+    print(f"train with it: {command}")
     return 0
 
 

@@ -32,6 +32,8 @@ from torch.utils.data import Dataset
 
 from ssl_core import ConfigError, DatasetSplits
 
+from ._label_files import takes_label_file
+
 __all__ = [
     "AudioDataError",
     "AudioDataset",
@@ -224,15 +226,7 @@ def _info(loaded: Sequence[_Loaded], sample_rate: int, extra: dict[str, Any]) ->
     }
 
 
-def _with_label_file(splits: DatasetSplits, labels: str | None) -> DatasetSplits:
-    """Attach a HuBERT label file's frame targets (``labels = PATH`` of the datasets), if one is given."""
-    if labels is not None:
-        from ._label_files import attach_labels, load_labels
-
-        attach_labels(splits, load_labels(labels))
-    return splits
-
-
+@takes_label_file
 def audio_folder(
     root: str | None = None,
     sample_rate: int = 16000,
@@ -245,6 +239,8 @@ def audio_folder(
     """Every audio file under ``root`` (recursively); labels from the parent folder's name.
 
     The test split is a seeded ``test_fraction`` of the files (stratified by label).
+    ``labels = PATH`` attaches a HuBERT label file made from the same folder and settings
+    (``ssl hubert-labels --data speech.audio_folder --root DIR``), as for every speech dataset.
 
     Raises:
         AudioDataError: ``root`` is missing or holds no decodable audio file.
@@ -338,6 +334,7 @@ def download_fsdd(root: str | Path, url: str = FSDD_URL) -> Path:
     return target
 
 
+@takes_label_file
 def fsdd(
     root: str | None = None,
     sample_rate: int = 16000,
@@ -345,7 +342,6 @@ def fsdd(
     test_takes: int = 5,
     min_samples: int = WAV2VEC2_RECEPTIVE_FIELD,
     limit: int | None = None,
-    labels: str | None = None,
     progress: bool = True,
     download: bool = False,
 ) -> DatasetSplits:
@@ -358,7 +354,8 @@ def fsdd(
     Args:
         root: the ``recordings`` folder (``../shared/data/fsdd/recordings`` here).
         limit: keep only the first ``limit`` files per split (sorted by name), for tests.
-        labels: a HuBERT label file (:func:`ssl_speech.hubert_labels`) to attach as ``"targets"``.
+        labels: a HuBERT label file (:func:`ssl_speech.hubert_labels`) to attach as ``"targets"``
+            (keyword-only, added by :func:`~ssl_speech._label_files.takes_label_file` as for every speech dataset).
         download: fetch FSDD from GitHub into ``root/recordings`` first when it has no
             recordings (:func:`download_fsdd`).
 
@@ -421,7 +418,7 @@ def fsdd(
             {"root": str(folder), "speakers": speakers, "num_speakers": len(speakers), "target": target},
         ),
     )
-    return _with_label_file(splits, labels)
+    return splits
 
 
 LIBRISPEECH_URL = "http://www.openslr.org/resources/12/"
@@ -431,6 +428,7 @@ LIBRISPEECH_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "tr
                        "train-other-500")  # fmt: skip
 
 
+@takes_label_file
 def librispeech(
     root: str | None = None,
     subset: str = "train-clean-100",
@@ -440,7 +438,6 @@ def librispeech(
     seed: int = 0,
     min_samples: int = WAV2VEC2_RECEPTIVE_FIELD,
     limit: int | None = None,
-    labels: str | None = None,
     progress: bool = True,
 ) -> DatasetSplits:
     """LibriSpeech via ``torchaudio.datasets.LIBRISPEECH`` (file list, transcripts, download), decoded with soundfile.
@@ -449,7 +446,8 @@ def librispeech(
     downloader); otherwise ``root/LibriSpeech/<subset>`` must exist. The test split is a
     seeded ``test_fraction`` of every speaker's utterances, so a speaker-ID probe
     (``y`` = speaker index) sees each speaker on both sides. Batches also carry
-    ``speaker``, ``chapter`` and ``transcript``.
+    ``speaker``, ``chapter`` and ``transcript``. ``labels = PATH`` attaches a HuBERT label
+    file, as for every speech dataset.
 
     Raises:
         AudioDataError: no ``root``, an unknown ``subset``, or the subset is not there.
@@ -527,4 +525,4 @@ def librispeech(
             {"root": str(folder), "subset": subset, "num_speakers": len(speakers), "target": "speaker"},
         ),
     )
-    return _with_label_file(splits, labels)
+    return splits

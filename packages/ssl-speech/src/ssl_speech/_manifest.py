@@ -52,6 +52,7 @@ from ._data import (
     read_native,
     resample,
 )
+from ._label_files import takes_label_file
 
 __all__ = [
     "LAYOUTS",
@@ -403,12 +404,12 @@ def _class_order(values: Sequence[str]) -> list[str]:
     return sorted(set(values), key=lambda v: (0, int(v), "") if v.isdigit() else (1, 0, v))
 
 
+@takes_label_file
 def manifest(
     root: str | None = None,
     sample_rate: int = 16000,
     max_sample_size: int | None = None,
     min_sample_size: int = WAV2VEC2_RECEPTIVE_FIELD,
-    labels: str | None = None,
     target: str | None = None,
     seed: int = 0,
 ) -> DatasetSplits:
@@ -425,7 +426,8 @@ def manifest(
         min_sample_size: files shorter (by the manifest's lengths) are dropped at load.
         labels: a HuBERT label file (``ssl hubert-labels --data speech.manifest``), one
             utterance per manifest row left after ``min_sample_size``; its frame labels are
-            cropped with the audio (crops then start on a 20 ms frame).
+            cropped with the audio (crops then start on a 20 ms frame). Keyword-only, added by
+            :func:`~ssl_speech._label_files.takes_label_file` as for every speech dataset.
         target: the label column that becomes ``y`` (``digit`` / ``speaker`` for FSDD,
             ``speaker`` / ``chapter`` for LibriSpeech, ``label`` for a folder); ``None``:
             the first column, when the manifest has labels.
@@ -521,8 +523,4 @@ def manifest(
             "layout": meta.get("layout"),
         },
     )
-    if labels is not None:
-        from ._label_files import attach_labels, load_labels
-
-        attach_labels(splits, load_labels(labels))
     return splits

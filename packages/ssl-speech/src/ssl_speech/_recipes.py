@@ -71,7 +71,9 @@ def wav2vec2(steps: int = 2000) -> dict[str, Any]:
     return _pipeline("wav2vec2-fsdd", 0.65, objective, steps, lr=2e-4)
 
 
-def hubert(labels: str | None = None, steps: int = 2000, num_clusters: int = 100) -> dict[str, Any]:
+def hubert(
+    labels: str | None = None, steps: int = 2000, num_clusters: int = 100, data: str = "speech.fsdd"
+) -> dict[str, Any]:
     """HuBERT iteration 1 (mask 0.8 x 10, peak learning rate 5e-4) on FSDD with the frame labels in ``labels``.
 
     Args:
@@ -79,6 +81,9 @@ def hubert(labels: str | None = None, steps: int = 2000, num_clusters: int = 100
             ``None`` leaves ``data.labels`` unset (give it with ``--set data.labels=PATH``).
         steps: optimizer steps (``train.steps``); the warm-up is 10% of them.
         num_clusters: k of the label file (100 for MFCC labels, 500 for iteration 2).
+        data: the dataset (every speech dataset takes ``labels``). Another than
+            ``speech.fsdd`` gets ``data = {name = data}`` and one utterance probe of its
+            own ``y`` labels (FSDD's ``target`` and ``digit`` / ``speaker`` probes would not fit).
 
     Example:
         >>> cfg = hubert("runs/fsdd-h1-l3.pt", steps=400, num_clusters=500)
@@ -86,11 +91,17 @@ def hubert(labels: str | None = None, steps: int = 2000, num_clusters: int = 100
         ('runs/fsdd-h1-l3.pt', 500, 400)
         >>> "labels" in hubert()["data"]
         False
+        >>> folder = hubert("labels.pt", data="speech.audio_folder")
+        >>> folder["data"], folder["evaluate"]
+        ({'name': 'speech.audio_folder', 'labels': 'labels.pt'}, [{'name': 'speech.utterance_probe'}])
     """
     _check_steps("speech.hubert", steps)
     if num_clusters < 2:
         raise ValueError(f"speech.hubert: num_clusters must be at least 2, got {num_clusters}")
     config = _pipeline("hubert-fsdd", 0.8, {"name": "speech.hubert", "num_clusters": num_clusters}, steps, lr=5e-4)
+    if data != "speech.fsdd":
+        config.update(name=f"hubert-{data.rpartition('.')[2]}", data={"name": data})
+        config["evaluate"] = [{"name": "speech.utterance_probe"}]
     if labels is not None:
         config["data"]["labels"] = labels
     return config
