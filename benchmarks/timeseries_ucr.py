@@ -170,22 +170,18 @@ def summary(report: Report, datasets: list[str]) -> str:
             "",
             f"{'dataset':<18} {'seed':>4} {'ours s':>7} {'official s':>10} {'ratio':>6} {'bf16 s':>7} {'bf16 gain':>9}",
         ]
+        value: dict[tuple[Any, ...], float] = {}  # (impl, case, metric, seed) -> the first row's value
+        for r in report.rows:
+            value.setdefault((r["impl"], r["case"], r["metric"], r["seed"]), r["value"])
         for name in datasets:
             for row in (
                 r for r in report.rows if (r["impl"], r["case"], r["metric"]) == ("ours", name, "pretrain_seconds")
             ):
-
-                def pick(impl: str, metric: str, seed: Any = row["seed"], case: str = name) -> float | None:
-                    hits = [
-                        r["value"]
-                        for r in report.rows
-                        if (r["impl"], r["case"], r["metric"], r["seed"]) == (impl, case, metric, seed)
-                    ]
-                    return hits[0] if hits else None
-
-                official, bf16 = pick("official", "pretrain_seconds"), pick("ours-bf16", "pretrain_seconds")
-                ratio = pick("speedup", "ours_vs_official")
-                gain = pick("speedup", "bf16_vs_fp32")
+                seed = row["seed"]
+                official = value.get(("official", name, "pretrain_seconds", seed))
+                bf16 = value.get(("ours-bf16", name, "pretrain_seconds", seed))
+                ratio = value.get(("speedup", name, "ours_vs_official", seed))
+                gain = value.get(("speedup", name, "bf16_vs_fp32", seed))
                 lines.append(
                     f"{name:<18} {row['seed']:>4} {row['value']:>7.1f} "
                     + (

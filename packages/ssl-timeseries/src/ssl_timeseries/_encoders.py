@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ssl_core import EncoderBase, Features
 
-from .functional import masked_max_pool, row_conv
+from .functional import _row_segments, masked_max_pool, row_conv
 
 __all__ = ["TS2VecEncoder", "check_series_batch"]
 
@@ -267,11 +267,8 @@ class TS2VecEncoder(EncoderBase):
         elif self.uses_rows():
             rows = True
             matrix = self.net.forward_rows([x for x, _, _ in inputs], [h for _, _, h in inputs])
-            tokens, start = [], 0
-            for x, _, _ in inputs:
-                b, t = x.shape[0], x.shape[1]
-                tokens.append(matrix[start : start + b * t].view(b, t, matrix.shape[-1]))
-                start += b * t
+            shapes = [(x.shape[0], x.shape[1]) for x, _, _ in inputs]
+            tokens = [matrix[rows].view(b, t, matrix.shape[-1]) for rows, b, t in _row_segments(shapes)]
         else:
             tokens = [self.net(x, hidden) for x, _, hidden in inputs]
         out = []

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -280,6 +281,19 @@ def _live_taps(length: int, kernel: int, dilation: int) -> list[tuple[int, int]]
     return [(i, offset) for i, offset in offsets if abs(offset) < length]
 
 
+def _row_segments(shapes: Sequence[tuple[int, int]]) -> Iterator[tuple[slice, int, int]]:
+    """``(rows, B, T)`` for each ``(B, T)`` batch stacked in a row matrix: its rows are ``matrix[rows]``.
+
+    Example:
+        >>> [(rows.start, rows.stop, b, t) for rows, b, t in _row_segments([(2, 3), (1, 4)])]
+        [(0, 6, 2, 3), (6, 10, 1, 4)]
+    """
+    start = 0
+    for b, t in shapes:
+        yield slice(start, start + b * t), b, t
+        start += b * t
+
+
 def _compute_dtype(x: Tensor) -> torch.dtype:
     if torch.is_autocast_enabled(x.device.type):
         return torch.get_autocast_dtype(x.device.type)
@@ -305,18 +319,13 @@ class _RowConv(torch.autograd.Function):
             out = z[:, centre[0]].clone() if centre else z.new_zeros(z.shape[0], out_ch)
             if bias is not None:
                 out += bias.to(dtype)
-            start = 0
-            for b, t in shapes:
-                seg_out, seg_z = (
-                    out[start : start + b * t].view(b, t, out_ch),
-                    z[start : start + b * t].view(b, t, len(live), out_ch),
-                )
+            for rows, b, t in _row_segments(shapes):
+                seg_out, seg_z = out[rows].view(b, t, out_ch), z[rows].view(b, t, len(live), out_ch)
                 for j, (_, offset) in enumerate(live):
                     if 0 < offset < t:  # out[t] += W_i x[t + offset]
                         seg_out[:, : t - offset] += seg_z[:, offset:, j]
                     elif -t < offset < 0:
                         seg_out[:, -offset:] += seg_z[:, : t + offset, j]
-                start += b * t
         ctx.save_for_backward(xc, stacked)
         ctx.live, ctx.shapes, ctx.kernel, ctx.has_bias = live, shapes, kernel, bias is not None
         ctx.dtypes = (x.dtype, weight.dtype)
@@ -329,12 +338,8 @@ class _RowConv(torch.autograd.Function):
         out_ch = grad.shape[-1]
         grad = grad.to(xc.dtype)
         grad_z = grad.new_empty(grad.shape[0], len(live), out_ch)
-        start = 0
-        for b, t in shapes:
-            seg_g, seg_z = (
-                grad[start : start + b * t].view(b, t, out_ch),
-                grad_z[start : start + b * t].view(b, t, len(live), out_ch),
-            )
+        for rows, b, t in _row_segments(shapes):
+            seg_g, seg_z = grad[rows].view(b, t, out_ch), grad_z[rows].view(b, t, len(live), out_ch)
             for j, (_, offset) in enumerate(live):
                 if offset == 0:
                     seg_z[:, :, j] = seg_g
@@ -346,7 +351,6 @@ class _RowConv(torch.autograd.Function):
                 else:
                     seg_z[:, : t + offset, j] = seg_g[:, -offset:]
                     seg_z[:, t + offset :, j] = 0
-            start += b * t
         flat = grad_z.view(grad.shape[0], len(live) * out_ch)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
