@@ -74,10 +74,10 @@ def pretrain(method: str, root: str, steps: int, precision: str, seed: int, quic
         result = ssl_core.run(config, overrides=overrides, root=root)
     metrics = result.metrics
     out: dict[str, Any] = {"wall_seconds": time.perf_counter() - started}
-    keys = ["speech.utterance_probe", "speech.utterance_probe#2"]
-    for task, key in zip(TASKS, keys, strict=True):
-        out[f"{task}_pct"] = 100.0 * metrics["evaluations"][key]["accuracy"]
-        out[f"random_{task}_pct"] = 100.0 * metrics["random_init"][key]["accuracy"]
+    for task, value in _probe(metrics, "evaluations").items():
+        out[f"{task}_pct"] = value
+    for task, value in _probe(metrics, "random_init").items():
+        out[f"random_{task}_pct"] = value
     train = metrics["train"]
     history = result.history
     out.update(pretrain_seconds=train["seconds"], steps=float(train["steps"]), final_loss=train["final_loss"])
