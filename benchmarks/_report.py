@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Report", "base_parser", "environment", "git_commit", "merge_files"]
+__all__ = ["Report", "base_parser", "environment", "git_commit", "machine_load", "merge_files", "warn_if_loaded"]
 
 
 def git_commit() -> str:
@@ -66,6 +66,32 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def machine_load() -> float:
+    """The machine's 1-minute load average (``os.getloadavg()[0]``); ``nan`` where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return float("nan")
+
+
+def warn_if_loaded(load: tuple[float, float], own: int, what: str) -> bool:
+    """Print a warning and return ``True`` when the load exceeded what the benchmark itself runs.
+
+    ``load`` is (before, after) a measurement, ``own`` the threads plus worker processes the
+    measurement uses; anything more than ``own + 0.75`` was other work, so the measurement
+    was not taken on a quiet machine.
+
+    Example:
+        >>> warn_if_loaded((1.0, 1.2), own=1, what="step")
+        False
+    """
+    if max(load) > own + 0.75:
+        print(f"warning: {what} ran on a loaded machine: load average {load[0]:.2f} -> {load[1]:.2f} "
+              f"with {own} thread(s)/worker(s) of its own; its timings are not a quiet-machine figure")  # fmt: skip
+        return True
+    return False
+
+
 def base_parser(description: str, *, merge: bool = False) -> argparse.ArgumentParser:
     """An argument parser with the flags every benchmark takes: ``--json`` and ``--quick``.
 
@@ -88,9 +114,28 @@ class Report:
     rows: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, *, impl: str, case: str, metric: str, value: float, seed: int | None = None) -> None:
-        """Record one raw measurement."""
-        self.rows.append({"impl": impl, "case": case, "metric": metric, "value": float(value), "seed": seed})
+    def add(
+        self,
+        *,
+        impl: str,
+        case: str,
+        metric: str,
+        value: float,
+        seed: int | None = None,
+        config: str | None = None,
+        load: tuple[float, float] | None = None,
+    ) -> None:
+        """Record one raw measurement.
+
+        ``config`` (e.g. ``"threads=2 workers=1"``) and ``load`` (the 1-minute load average
+        before and after the measurement) are added to the row when given.
+        """
+        row: dict[str, Any] = {"impl": impl, "case": case, "metric": metric, "value": float(value), "seed": seed}
+        if config is not None:
+            row["config"] = config
+        if load is not None:
+            row["load"] = [float(load[0]), float(load[1])]
+        self.rows.append(row)
 
     def values(self, impl: str, case: str, metric: str) -> list[float]:
         """All raw values recorded for one (impl, case, metric)."""

@@ -15,8 +15,9 @@ Rows: ``accuracy_pct`` for (impl in ``wav2vec2``, ``hubert``, ``random_init``, `
 
 ``--methods hubert2`` runs HuBERT's two iterations (issue 17): iteration 1 on the MFCC
 k-means labels for ``--steps`` steps, k-means (``--clusters2``, default 100) on transformer
-layer ``--layer`` (default 3) of the iteration-1 encoder, then iteration 2 from scratch on
-those labels for ``--steps2`` steps (default ``--steps``). The total budget is the sum,
+layer ``--layer`` (default 3) of the iteration-1 encoder, then iteration 2 on those labels
+for ``--steps2`` steps (default ``--steps``), from scratch or, with ``--init2 iteration-1``,
+from iteration 1's encoder. The total budget is the sum,
 stated in the rows ``steps`` (case ``fsdd``). Rows: ``accuracy`` (in %) for impl in
 ``hubert-iter1``, ``hubert-iter2``, ``random`` x case in ``digit``, ``speaker``; with
 ``--equal-budget`` also ``hubert-iter1-long``: iteration 1 trained for the whole budget
@@ -93,9 +94,12 @@ def _probe(metrics: dict[str, Any], section: str) -> dict[str, float]:
 
 def hubert_two_iterations(
     root: str, steps: int, steps2: int, layer: int, clusters2: int, precision: str, seed: int, quick: bool,
-    equal_budget: bool,
+    equal_budget: bool, init2: str = "scratch",
 ) -> dict[str, dict[str, float]]:  # fmt: skip
-    """HuBERT iteration 1 (MFCC labels), layer k-means, iteration 2 from scratch; probes in % per impl.
+    """HuBERT iteration 1 (MFCC labels), layer k-means, iteration 2; probes in % per impl.
+
+    ``init2``: ``"scratch"`` (HuBERT: a new model on the new labels) or ``"iteration-1"``
+    (iteration 2 starts from iteration 1's encoder; the objective's cluster embeddings are new).
 
     Returns ``{impl: {"digit", "speaker", "pretrain_seconds", "steps"}}`` for ``hubert-iter1``,
     ``hubert-iter2``, ``random`` (and ``hubert-iter1-long`` with ``equal_budget``).
@@ -112,11 +116,12 @@ def hubert_two_iterations(
         splits = fsdd(root, limit=limit, progress=False)
         mfcc = save_labels(hubert_labels(splits, source="mfcc", num_clusters=100, seed=seed), Path(tmp) / "mfcc.pt")
 
-        def run(labels: Path, n_steps: int, clusters: int, name: str, random_init: bool) -> Any:
+        def run(labels: Path, n_steps: int, clusters: int, name: str, random_init: bool, start: Any = None) -> Any:
             config = hubert(str(labels), steps=n_steps, num_clusters=clusters)
             config.update({"seed": seed, "compare_random_init": random_init})
             print(f"hubert2: {name} ({n_steps} steps on {labels.name})", flush=True)
-            return ssl_core.run(config, overrides=overrides, root=root, out=Path(tmp) / name)
+            state = None if start is None else start.state_dict()
+            return ssl_core.run(config, overrides=overrides, root=root, out=Path(tmp) / name, encoder_state=state)
 
         first = run(mfcc, steps, 100, "iteration-1", True)
         out["hubert-iter1"] = {**_probe(first.metrics, "evaluations"), "steps": float(steps),
@@ -124,7 +129,9 @@ def hubert_two_iterations(
         out["random"] = _probe(first.metrics, "random_init")
         layer_labels = hubert_labels(splits, source="layer", encoder=first.encoder, layer=layer,
                                      num_clusters=clusters2, seed=seed)  # fmt: skip
-        second = run(save_labels(layer_labels, Path(tmp) / f"layer{layer}.pt"), steps2, clusters2, "iteration-2", False)
+        start = first.encoder if init2 == "iteration-1" else None
+        layer_file = save_labels(layer_labels, Path(tmp) / f"layer{layer}.pt")
+        second = run(layer_file, steps2, clusters2, "iteration-2", False, start)
         out["hubert-iter2"] = {**_probe(second.metrics, "evaluations"), "steps": float(steps + steps2),
                                "pretrain_seconds": first.metrics["train"]["seconds"]
                                + second.metrics["train"]["seconds"]}  # fmt: skip
@@ -179,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps2", type=int, default=None, help="hubert2: iteration-2 steps (default --steps)")
     parser.add_argument("--layer", type=int, default=3, help="hubert2: the iteration-1 layer clustered for iteration 2")
     parser.add_argument("--clusters2", type=int, default=100, help="hubert2: k of the iteration-2 labels")
+    parser.add_argument("--init2", default="scratch", choices=["scratch", "iteration-1"],
+                        help="hubert2: iteration 2 from scratch (HuBERT) or from iteration 1's encoder")  # fmt: skip
     parser.add_argument("--equal-budget", action="store_true",
                         help="hubert2: also train iteration 1 for the whole two-iteration budget")  # fmt: skip
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default 2000; --quick 20)")
@@ -211,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         if method == "hubert2":
             steps2 = args.steps2 or steps
             results = hubert_two_iterations(args.root, steps, steps2, args.layer, args.clusters2, args.precision,
-                                            args.seed, args.quick, args.equal_budget)  # fmt: skip
-            report.extra["protocol"]["hubert2"] = {"steps": [steps, steps2], "layer": args.layer,
+                                            args.seed, args.quick, args.equal_budget, args.init2)  # fmt: skip
+            report.extra["protocol"]["hubert2"] = {"steps": [steps, steps2], "layer": args.layer, "init2": args.init2,
                                                    "clusters2": args.clusters2, "accuracy": "percent"}  # fmt: skip
             for impl, values in results.items():
                 for task in TASKS:

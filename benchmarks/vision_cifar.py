@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import Report, base_parser
+from _report import Report, base_parser, machine_load, warn_if_loaded
 
 ROOT = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "cifar10"
 VIT = {"img_size": 32, "patch_size": 4, "embed_dim": 192, "depth": 12, "num_heads": 3}
@@ -196,7 +196,8 @@ def matmul_peak_gflops(dtype_name: str = "fp32", size: int = 2048, repeats: int 
     return 2 * size**3 / best / 1e9
 
 
-def bench_steps(report: Report, methods: tuple[str, ...], warmup: int, steps: int) -> None:
+def bench_steps(report: Report, methods: tuple[str, ...], warmup: int, steps: int, threads: int) -> None:
+    config = f"threads={threads} workers=0"
     report.add(impl="machine", case="matmul-2048", metric="peak_gflops", value=matmul_peak_gflops("fp32"))
     report.add(impl="machine", case="matmul-2048-bf16", metric="peak_gflops", value=matmul_peak_gflops("bf16"))
     peak = report.values("machine", "matmul-2048", "peak_gflops")[-1]
@@ -210,14 +211,19 @@ def bench_steps(report: Report, methods: tuple[str, ...], warmup: int, steps: in
             report.add(impl=impl, case=method, metric="gflop_per_sample", value=count_gflop(forward_backward) / batch)
             for _ in range(warmup):
                 step()
+        first_load = machine_load()
         for _ in range(steps):
             for impl, (step, _, batch) in impls.items():
+                before = machine_load()
                 start = time.perf_counter()
                 step()
                 rate = batch / (time.perf_counter() - start)
-                report.add(impl=impl, case=method, metric="step_samples_per_s", value=rate, seed=0)
+                load = (before, machine_load())
+                report.add(impl=impl, case=method, metric="step_samples_per_s", value=rate, seed=0, config=config,
+                           load=load)  # fmt: skip
                 gflop = report.values(impl, method, "gflop_per_sample")[0]
                 report.add(impl=impl, case=method, metric="roofline_fraction", value=gflop * rate / peak, seed=0)
+        warn_if_loaded((first_load, machine_load()), threads, f"the {method} model steps")
         print(f"{method}: " + ", ".join(
             f"{impl} {report.median(impl, method, 'step_samples_per_s'):.1f}/s" for impl in impls))  # fmt: skip
 
@@ -242,7 +248,7 @@ def _train_images(root: Path, limit: int | None) -> list[Path]:
     return [Path(p) for p, _ in samples][:limit]
 
 
-def ours_e2e(method: str, root: Path, steps: int, precision: str) -> tuple[float, float, int]:
+def ours_e2e(method: str, root: Path, steps: int, precision: str, workers: int = 0) -> tuple[float, float, int]:
     """(steady samples/s through ssl-core's loop from the decoded folder, seconds to decode the train folder, N)."""
     from ssl_core import PipelineConfig, build_pipeline, init_distributed, load_config, train
     from ssl_vision import decode_images
@@ -252,7 +258,7 @@ def ours_e2e(method: str, root: Path, steps: int, precision: str) -> tuple[float
     decode_images(paths, progress=False)
     decode_seconds = time.perf_counter() - start
     config = _recipe(method, 1, 10_000, precision)
-    config["train"].update({"steps": steps, "progress": False, "log_every": 1})
+    config["train"].update({"steps": steps, "progress": False, "log_every": 1, "num_workers": workers})
     cfg: PipelineConfig = load_config(config)
     built = build_pipeline(cfg, root=str(root))
     result = train(encoder=built.encoder, objective=built.objective, views=built.views, dataset=built.splits.train,
@@ -297,19 +303,70 @@ def lightly_e2e(method: str, root: Path, steps: int, workers: int) -> float:
     return (steps - 1) * batch / (time.perf_counter() - start)
 
 
-def bench_e2e(report: Report, methods: tuple[str, ...], root: Path, steps: int, workers: int) -> None:
+E2EConfig = tuple[str, int, int]  # (impl family "lightly" / "ours", torch threads, DataLoader workers)
+
+
+def parse_e2e_configs(text: str) -> list[E2EConfig]:
+    """``"lightly:1:1,ours:2:0"`` -> ``[("lightly", 1, 1), ("ours", 2, 0)]`` (impl:threads:workers).
+
+    Example:
+        >>> parse_e2e_configs("lightly:2:1,ours:2:0")
+        [('lightly', 2, 1), ('ours', 2, 0)]
+    """
+    configs: list[E2EConfig] = []
+    for item in filter(None, text.split(",")):
+        impl, threads, workers = item.split(":")
+        if impl not in ("lightly", "ours"):
+            raise ValueError(f"--e2e-configs: impl must be lightly or ours, got {impl!r} in {item!r}")
+        configs.append((impl, int(threads), int(workers)))
+    return configs
+
+
+def bench_e2e(report: Report, methods: tuple[str, ...], root: Path, steps: int, configs: list[E2EConfig]) -> None:
+    """Each (impl, threads, workers) config end to end; rows carry ``config`` and the load before/after."""
+    import torch
+
     for method in methods:
-        rate = lightly_e2e(method, root, steps, workers)
-        report.add(impl="lightly", case=method, metric="e2e_steady_samples_per_s", value=rate, seed=0)
-        for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16")):
-            steady, decode_seconds, n = ours_e2e(method, root, steps, precision)
-            report.add(impl=impl, case=method, metric="e2e_steady_samples_per_s", value=steady, seed=0)
-            report.add(impl=impl, case=method, metric="decode_seconds", value=decode_seconds, seed=0)
-            epoch_rate = n / (decode_seconds + n / steady)
-            report.add(impl=impl, case=method, metric="e2e_epoch_samples_per_s", value=epoch_rate, seed=0)
-        report.add(impl="lightly", case=method, metric="e2e_epoch_samples_per_s", value=rate, seed=0)
-        ours = report.values("ours", method, "e2e_steady_samples_per_s")[-1]
-        print(f"{method} end-to-end: lightly {rate:.1f}/s, ours {ours:.1f}/s")
+        for family, threads, workers in configs:
+            torch.set_num_threads(threads)
+            config = f"threads={threads} workers={workers}"
+            before = machine_load()
+            if family == "lightly":
+                rate = lightly_e2e(method, root, steps, workers)
+                load = (before, machine_load())
+                for metric in ("e2e_steady_samples_per_s", "e2e_epoch_samples_per_s"):
+                    report.add(impl="lightly", case=method, metric=metric, value=rate, seed=0, config=config,
+                               load=load)  # fmt: skip
+                print(f"{method} end-to-end, lightly ({config}): {rate:.1f}/s", flush=True)
+            else:
+                for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16")):
+                    before = machine_load()
+                    steady, decode_seconds, n = ours_e2e(method, root, steps, precision, workers)
+                    load = (before, machine_load())
+                    epoch_rate = n / (decode_seconds + n / steady)
+                    for metric, value in (("e2e_steady_samples_per_s", steady), ("decode_seconds", decode_seconds),
+                                          ("e2e_epoch_samples_per_s", epoch_rate)):  # fmt: skip
+                        report.add(impl=impl, case=method, metric=metric, value=value, seed=0, config=config,
+                                   load=load)  # fmt: skip
+                    print(f"{method} end-to-end, {impl} ({config}): {steady:.1f}/s", flush=True)
+            warn_if_loaded(load, threads + workers, f"{method} end to end ({family}, {config})")
+        print(e2e_summary(report, method))
+
+
+def e2e_summary(report: Report, method: str) -> str:
+    """Each impl's fastest config end to end, and ours over lightly at those (equal resources)."""
+    best: dict[str, tuple[float, str]] = {}
+    rows = [r for r in report.rows if r["case"] == method and r["metric"] == "e2e_steady_samples_per_s"]
+    for row in rows:
+        if row["value"] > best.get(row["impl"], (0.0, ""))[0]:
+            best[row["impl"]] = (row["value"], row.get("config", ""))
+    lines = [f"{method} end to end, best config per impl:"]
+    lines += [f"  {impl:<10} {rate:8.1f} samples/s  ({config})" for impl, (rate, config) in sorted(best.items())]
+    if "lightly" in best:
+        for impl in ("ours", "ours-bf16"):
+            if impl in best:
+                lines.append(f"  {impl} / lightly: {best[impl][0] / best['lightly'][0]:.2f}x")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- kNN after pretraining
@@ -501,6 +558,12 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="CIFAR-10 ImageFolder copy with train/ and test/")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for lightly's PIL pipeline")
+    parser.add_argument(
+        "--e2e-configs",
+        default=None,
+        help="end-to-end configs impl:threads:workers, comma-separated (equal resources: "
+        "lightly:2:1,lightly:2:2,lightly:1:1,ours:2:0); default lightly:THREADS:WORKERS,ours:THREADS:0",
+    )
     parser.add_argument("--e2e-steps", type=int, default=12, help="training steps per end-to-end measurement")
     parser.add_argument("--epochs", type=float, default=1.0, help="pretraining epochs for the kNN part")
     parser.add_argument(
@@ -538,13 +601,17 @@ def main() -> None:
                                 "epochs": args.epochs, "quick": args.quick}  # fmt: skip
     root = args.root.resolve()
     if args.part in ("all", "step"):
-        bench_steps(report, methods, warmup=1 if args.quick else 3, steps=2 if args.quick else 8)
+        bench_steps(report, methods, warmup=1 if args.quick else 3, steps=2 if args.quick else 8, threads=args.threads)
     needs_data = args.part in ("all", "e2e", "knn")
     if needs_data and not (root / "train").is_dir():
         print(f"skipping the data parts: no CIFAR-10 ImageFolder copy at {root} (pass --root)")
     elif needs_data:
         if args.part in ("all", "e2e"):
-            bench_e2e(report, methods, root, steps=3 if args.quick else args.e2e_steps, workers=args.workers)
+            configs = parse_e2e_configs(
+                args.e2e_configs or f"lightly:{args.threads}:{args.workers},ours:{args.threads}:0"
+            )
+            bench_e2e(report, methods, root, steps=3 if args.quick else args.e2e_steps, configs=configs)
+            torch.set_num_threads(args.threads)
         if args.part in ("all", "knn"):
             impls = tuple(args.knn_impls.split(","))
             bench_knn(report, methods, root, 1 if args.quick else args.epochs, args.workers,
