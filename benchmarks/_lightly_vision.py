@@ -154,23 +154,25 @@ class LightlyMAE(nn.Module):
 
 
 class LightlyDINO(nn.Module):
-    """lightly's DINO example module (``examples/pytorch/dino.py``) on a timm ViT backbone.
+    """lightly's DINO example module (``examples/pytorch/dino.py``) on a timm ViT or ResNet backbone.
 
-    The ViT must be built with ``dynamic_img_size=True`` when local crops of another size are used.
+    A ViT must be built with ``dynamic_img_size=True`` when local crops of another size are used;
+    any other backbone (the example's own is a ResNet-18) returns pooled ``[B, input_dim]`` features.
     """
 
     def __init__(
         self,
-        vit: VisionTransformer,
+        vit: nn.Module,
         hidden_dim: int = 512,
         bottleneck_dim: int = 64,
         output_dim: int = 2048,
         freeze_last_layer: int = 1,
         warmup_teacher_temp_epochs: int = 5,
+        input_dim: int | None = None,
     ) -> None:
         """Student = ``vit`` + head; teacher = deep copy of ``vit`` + its own freshly initialised head, no grads."""
         super().__init__()
-        input_dim = vit.embed_dim
+        input_dim = int(getattr(vit, "embed_dim")) if input_dim is None else input_dim  # noqa: B009
         self.student_backbone = vit
         with warnings.catch_warnings():
             # DINOProjectionHead uses torch.nn.utils.weight_norm, which torch marks deprecated (FutureWarning).
@@ -200,7 +202,8 @@ class LightlyDINO(nn.Module):
 
     def training_loss(self, views: list[Tensor], epoch: int) -> Tensor:
         """DINO loss; ``views[:2]`` are the global crops (teacher input), all views go through the student."""
-        if not self.student_backbone.dynamic_img_size and len({tuple(v.shape[-2:]) for v in views}) > 1:
+        dynamic = getattr(self.student_backbone, "dynamic_img_size", True)  # a CNN takes any size
+        if not dynamic and len({tuple(v.shape[-2:]) for v in views}) > 1:
             raise ValueError("views of different sizes need a ViT built with dynamic_img_size=True")
         global_views = views[:2]
         teacher_out = [self.forward_teacher(view) for view in global_views]

@@ -130,14 +130,21 @@ def ours_step(method: str, bf16: bool) -> tuple[Callable[[], None], Callable[[],
     return step, count_forward_backward, batch
 
 
-def lightly_model(method: str) -> tuple[Any, Any]:
-    """lightly's example module for ``method`` on the benchmark ViT, and its example's optimizer."""
+def lightly_model(method: str, backbone: str = "vit-tiny") -> tuple[Any, Any]:
+    """lightly's example module for ``method`` on the benchmark ViT (or, for DINO, our CIFAR ResNet-18), and its
+    example's optimizer."""
     import _lightly_vision as lv
 
     if method == "mae":
         model: Any = lv.LightlyMAE(lv.make_vit(**VIT), decoder_dim=128, decoder_depth=4, decoder_heads=4)
         return model, lv.mae_optimizer(model)
-    model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), *DINO_HEAD.values())
+    if backbone == "resnet18":  # the same network as ours: timm's ResNet-18 with the CIFAR stem, pooled 512-d
+        from ssl_vision import ResNetEncoder
+
+        net = ResNetEncoder("resnet18", cifar_stem=True).net
+        model = lv.LightlyDINO(net, *DINO_HEAD.values(), input_dim=512)
+    else:
+        model = lv.LightlyDINO(lv.make_vit(**VIT, dynamic_img_size=True), *DINO_HEAD.values())
     return model, lv.dino_optimizer(model)
 
 
@@ -231,11 +238,11 @@ def bench_steps(report: Report, methods: tuple[str, ...], warmup: int, steps: in
 # ----------------------------------------------------------------------------- end to end
 
 
-def _recipe(method: str, epochs: float, train_size: int, precision: str) -> dict[str, Any]:
+def _recipe(method: str, epochs: float, train_size: int, precision: str, backbone: str = "vit-tiny") -> dict[str, Any]:
     import ssl_vision
 
     config = ssl_vision.mae(epochs=epochs, train_size=train_size) if method == "mae" else ssl_vision.dino(
-        epochs=epochs, train_size=train_size)  # fmt: skip
+        epochs=epochs, train_size=train_size, backbone=backbone)  # fmt: skip
     config["train"]["precision"] = precision
     return config
 
@@ -268,13 +275,15 @@ def ours_e2e(method: str, root: Path, steps: int, precision: str, workers: int =
     return rate, decode_seconds, len(paths)
 
 
-def lightly_loader(method: str, root: Path, workers: int, batch: int, limit: int | None = None) -> Any:
+def lightly_loader(
+    method: str, root: Path, workers: int, batch: int, limit: int | None = None, n_local: int = NUM_LOCAL
+) -> Any:
     import _lightly_vision as lv
     import torch
     from torch.utils.data import DataLoader, Subset
     from torchvision.datasets import ImageFolder
 
-    transform = lv.mae_transform(32) if method == "mae" else lv.dino_transform(32, 16, NUM_LOCAL)
+    transform = lv.mae_transform(32) if method == "mae" else lv.dino_transform(32, 16, n_local)
     dataset: Any = ImageFolder(str(root / "train"), transform=transform)
     if limit is not None:
         dataset = Subset(dataset, list(range(0, len(dataset), max(1, len(dataset) // limit)))[:limit])
@@ -403,6 +412,7 @@ def ours_knn(
     limit: int | None,
     overrides: list[str] | None = None,
     curve: bool = False,
+    backbone: str = "vit-tiny",
 ) -> tuple[dict[str, float], float, dict[int, float]]:
     """Pretrain with the recipe; (final kNN, seconds of training, {epoch: kNN top-1 @20} when ``curve``).
 
@@ -413,7 +423,7 @@ def ours_knn(
     from ssl_core import run
 
     train_size = limit or 10_000
-    config = _recipe(method, epochs, train_size, precision)
+    config = _recipe(method, epochs, train_size, precision, backbone)
     config.update({"evaluate": [], "compare_random_init": False, "plots": False})
     config["train"]["progress"] = True
     per_epoch = max(1, math.ceil(train_size / config["train"]["batch_size"]))
@@ -439,7 +449,7 @@ def ours_knn(
 
 def lightly_knn(
     method: str, root: Path, epochs: int, workers: int, limit: int | None, per_step_ema: bool = False,
-    curve: bool = False,
+    curve: bool = False, backbone: str = "vit-tiny", n_local: int = NUM_LOCAL,
 ) -> tuple[dict[str, float], float, dict[int, float]]:  # fmt: skip
     """lightly's example loop; (final kNN, seconds of training, {epoch: kNN top-1 @20} when ``curve``)."""
     import _lightly_vision as lv
@@ -452,14 +462,14 @@ def lightly_knn(
 
     torch.manual_seed(0)
     batch = MAE_BATCH if method == "mae" else DINO_BATCH
-    loader = lightly_loader(method, root, workers, batch, limit)
-    model, optimizer = lightly_model(method)
+    loader = lightly_loader(method, root, workers, batch, limit, n_local)
+    model, optimizer = lightly_model(method, backbone)
 
     class Backbone(EncoderBase):
         def __init__(self) -> None:
             super().__init__()
             self.model, self.normalize = model, _Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-            self.embed_dim = 192
+            self.embed_dim = 512 if backbone == "resnet18" else 192
 
         def forward(self, batch: dict[str, Any], token_mask: Any = None) -> Features:
             return Features(pooled=self.model.features(self.normalize(batch["x"])))
@@ -526,25 +536,35 @@ def plot_curves(report: Report, method: str, path: Path) -> None:
 
 def bench_knn(report: Report, methods: tuple[str, ...], root: Path, epochs: float, workers: int,
               limit: int | None, impls: tuple[str, ...], overrides: list[str], label: str = "",
-              curve: bool = False, precision: str = "bf16") -> None:  # fmt: skip
-    """Random init, lightly's example and ours (``ours``: ``precision``; ``ours-fp32`` / ``ours-bf16``)."""
-    from ssl_vision import ViTEncoder, cifar10
+              curve: bool = False, precision: str = "bf16", backbone: str = "vit-tiny") -> None:  # fmt: skip
+    """Random init, lightly's example and ours (``ours``: ``precision``; ``ours-fp32`` / ``ours-bf16``).
+
+    ``backbone`` (DINO): ``vit-tiny`` or ``resnet18`` for every impl, random init included;
+    lightly gets as many local crops as our recipe for that backbone.
+    """
+    import ssl_vision
+    from ssl_vision import ResNetEncoder, ViTEncoder, cifar10
 
     for method in methods:
+        resnet = backbone == "resnet18" and method == "dino"
+        n_local = int(ssl_vision.dino(backbone="resnet18")["views"]["num_local"]) if resnet else NUM_LOCAL
         if "random" in impls:
             import torch
 
             torch.manual_seed(0)
-            _record_knn(report, "random-init", method, _knn(ViTEncoder("tiny", 32, 4), cifar10(str(root)), limit), 0, 0)
+            random_init = ResNetEncoder("resnet18", cifar_stem=True) if resnet else ViTEncoder("tiny", 32, 4)
+            _record_knn(report, "random-init", method, _knn(random_init, cifar10(str(root)), limit), 0, 0)
         for name, per_step in (("lightly", False), ("lightly-per-step-ema", True)):
             if name in impls and (method == "dino" or not per_step):
-                metrics, seconds, points = lightly_knn(method, root, int(epochs), workers, limit, per_step, curve)
+                metrics, seconds, points = lightly_knn(method, root, int(epochs), workers, limit, per_step, curve,
+                                                       backbone, n_local)  # fmt: skip
                 _record_knn(report, name, method, metrics, 0, epochs)
                 _record_curve(report, name, method, points)
                 report.add(impl=name, case=method, metric="pretrain_seconds", value=seconds, seed=0)
         for impl, impl_precision in (("ours", precision), ("ours-fp32", "fp32"), ("ours-bf16", "bf16")):
             if impl in impls:
-                metrics, seconds, points = ours_knn(method, root, epochs, impl_precision, limit, overrides, curve)
+                metrics, seconds, points = ours_knn(method, root, epochs, impl_precision, limit, overrides, curve,
+                                                    backbone if method == "dino" else "vit-tiny")  # fmt: skip
                 impl = impl + label
                 _record_knn(report, impl, method, metrics, 0, epochs)
                 _record_curve(report, impl, method, points)
@@ -583,6 +603,8 @@ def main() -> None:
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="key=value override for our kNN runs (an ablation); label them with --label")  # fmt: skip
+    parser.add_argument("--backbone", default="vit-tiny", choices=("vit-tiny", "resnet18"),
+                        help="the kNN part's DINO backbone (all impls and random init); MAE keeps the ViT")  # fmt: skip
     parser.add_argument("--label", default="", help="suffix for our impl names in the kNN rows, e.g. -rawpix")
     parser.add_argument("--merge", type=Path, action="append", default=[], help="add the rows of earlier JSON files")
     args = parser.parse_args()
@@ -616,8 +638,9 @@ def main() -> None:
             impls = tuple(args.knn_impls.split(","))
             bench_knn(report, methods, root, 1 if args.quick else args.epochs, args.workers,
                       500 if args.quick else None, impls, args.overrides, args.label, args.curve,
-                      args.precision)  # fmt: skip
+                      args.precision, args.backbone)  # fmt: skip
             report.extra["protocol"]["knn_precision"] = args.precision
+            report.extra["protocol"]["knn_backbone"] = args.backbone
             if args.curve:
                 for method in methods:
                     folder = args.json.parent if args.json else Path(".")

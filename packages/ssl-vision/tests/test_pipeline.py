@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import ssl_vision
 from ssl_core import ConfigError, hookimpl, load_checkpoint, load_config, load_encoder, make_plugin_manager, run
 
 TINY_VIT = ["encoder.embed_dim=32", "encoder.depth=2", "encoder.num_heads=2"]
+VIT = {"backbone": "vit-tiny"}  # the DINO recipe's ViT preset (TINY_VIT shrinks it further)
 QUIET = ["train.progress=false", "plots=false", "compare_random_init=false", "train.precision=fp32"]
 
 
@@ -42,6 +44,26 @@ def test_recipe_parameters_default_to_the_preset() -> None:
         ssl_vision.dino(epochs=0)
 
 
+def test_dino_cifar_preset_is_a_resnet18_unless_the_vit_is_asked_for() -> None:
+    resnet, vit = ssl_vision.dino(), ssl_vision.dino(backbone="vit-tiny")
+    assert resnet["encoder"] == {"name": "vision.resnet", "model": "resnet18", "cifar_stem": True}
+    assert vit["encoder"]["name"] == "vision.vit" and vit["views"]["num_local"] == 6
+    for cfg in (resnet, vit):  # a constant teacher temperature: the warm-up to 0.07 drifts towards uniform here
+        assert cfg["objective"]["teacher_temp"] == cfg["objective"]["warmup_teacher_temp"] == 0.04
+    with pytest.raises(ValueError, match="backbone"):
+        ssl_vision.dino(preset="paper", backbone="resnet18")
+    with pytest.raises(ValueError, match="backbone"):
+        ssl_vision.dino(backbone="vit-huge")  # type: ignore[arg-type]
+
+
+def test_dino_resnet18_preset_trains_on_real_cifar_images(cifar_root: Path) -> None:
+    overrides = [*QUIET, "data.max_per_class=4", "train.steps=3", "train.batch_size=8", "train.log_every=1",
+                 "evaluate=[]"]  # fmt: skip
+    result = run("vision.dino", overrides=overrides, root=str(cifar_root))
+    assert len(result.history) == 3 and all(math.isfinite(row["loss"]) for row in result.history)
+    assert result.encoder.embed_dim == 512  # the teacher ResNet-18 is what the run returns
+
+
 @pytest.mark.parametrize("recipe", [ssl_vision.mae, ssl_vision.dino])
 def test_warm_ups_follow_train_steps(recipe: object) -> None:
     paper = recipe(preset="paper")  # type: ignore[operator]
@@ -64,7 +86,7 @@ def test_mae_learns_on_real_cifar_images(cifar_root: Path) -> None:
 
 def test_dino_saves_and_evaluates_the_teacher(image_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run("vision.dino", overrides=dino_overrides(3), root=str(image_tree), out=out)
+    result = run("vision.dino", overrides=dino_overrides(3), root=str(image_tree), out=out, recipe_args=VIT)
     objective_teacher = result.encoder
     state = load_checkpoint(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=False)
     teacher_state = {k[len("objective.teacher_encoder."):]: v for k, v in state["model"].items()
@@ -91,12 +113,16 @@ class _StopAtTwo:
 
 
 def test_dino_resume_continues_exactly(image_tree: Path, tmp_path: Path) -> None:
-    straight = run("vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "a")
+    straight = run(
+        "vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "a", recipe_args=VIT
+    )
     hooks = make_plugin_manager(load_entry_points=False)
     hooks.register(_StopAtTwo())
     with pytest.raises(_Interrupt):  # killed after the step-2 checkpoint of a 4-step run
-        run("vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "b", hooks=hooks)
-    resumed = run("vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "b", resume=True)
+        run("vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "b", hooks=hooks,
+            recipe_args=VIT)  # fmt: skip
+    resumed = run("vision.dino", overrides=dino_overrides(4), root=str(image_tree), out=tmp_path / "b", resume=True,
+                  recipe_args=VIT)  # fmt: skip
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-000004.pt", weights_only=False)["model"]
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-000004.pt", weights_only=False)["model"]

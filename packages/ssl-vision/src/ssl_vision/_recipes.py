@@ -1,10 +1,10 @@
 """Recipes: MAE and DINO with the papers' hyper-parameters, and CIFAR-sized presets for a CPU.
 
-``preset="cifar"`` (the default) is a ViT-Tiny at 32 px with 4-pixel patches (64 tokens),
-sized so that a few epochs on the 10k-image CIFAR-10 subset fit a 2-core CPU with bf16
-autocast; ``preset="paper"`` is the published ImageNet setting (needs GPUs). Pass the
-data folder with ``--root`` (``../shared/data/cifar10`` here); without it CIFAR-10 is
-downloaded by torchvision.
+``preset="cifar"`` (the default) is sized so that a few epochs on the 10k-image CIFAR-10
+subset fit a 2-core CPU with bf16 autocast (MAE: a ViT-Tiny at 32 px with 4-pixel patches;
+DINO: a CIFAR ResNet-18, or that ViT with ``backbone="vit-tiny"``); ``preset="paper"`` is
+the published ImageNet setting (needs GPUs). Pass the data folder with ``--root``
+(``../shared/data/cifar10`` here); without it CIFAR-10 is downloaded by torchvision.
 
 Parameters come from the command line (``ssl run vision.mae --recipe preset=paper
 --recipe epochs=10``) or a pipeline file (``recipe = {name = "vision.mae", preset =
@@ -118,60 +118,84 @@ def mae(
 
 
 def dino(
-    preset: Literal["cifar", "paper"] = "cifar", epochs: float | None = None, train_size: int | None = None
+    preset: Literal["cifar", "paper"] = "cifar",
+    epochs: float | None = None,
+    train_size: int | None = None,
+    backbone: Literal["resnet18", "vit-tiny"] | None = None,
 ) -> dict[str, Any]:
-    """DINO: multi-crop self-distillation with the paper's schedules (Caron et al., 2021).
+    """DINO: multi-crop self-distillation (Caron et al., 2021), with small-data presets.
 
-    Both presets: teacher momentum 0.996 -> 1 (cosine), centre momentum 0.9, teacher
-    temperature 0.04 -> 0.07 over the first 30% of training (``warmup_teacher_temp_ratio``),
-    student 0.1, weight decay 0.04 -> 0.4 (cosine), gradient clipping 3.0, AdamW with a
-    learning-rate warm-up over the first 10% (``train.warmup_ratio``), last layer frozen for
-    the first epoch (``freeze_last_layer_steps``: one epoch at the recipe's batch size; an
-    epoch, not a fraction of the run, so it stays when ``train.steps`` changes).
-    ``cifar``: ViT-Tiny/4, 2 x 32 px + 6 x 16 px crops, head 512 / 64 / 2048, batch 64,
-    lr 5e-4 x batch / 256 x 8 (short schedules need the larger rate), bf16, 2 epochs of the
-    10,000-image subset. ``paper``: ViT-S/16, 2 x 224 + 10 x 96 crops, head 2048 / 256 /
-    65536, batch 1024, lr 5e-4 x 1024 / 256, 100 epochs of ImageNet-1k (10 warm-up, 30 of
-    temperature warm-up), the image folder streamed from disk (``data.stream``).
+    ``cifar`` (chosen by measurement on the 10k-image CIFAR-10 subset, docs/vision.md): batch
+    64, bf16, 16 px local crops, teacher temperature a constant 0.04 (the paper's warm-up to
+    0.07 drifts a small-data teacher towards a uniform output), last layer frozen for the first
+    epoch, gradient clipping 3.0, AdamW with a 10% warm-up and cosine decay.
+
+    * ``backbone="resnet18"`` (the default): a CIFAR ResNet-18 (3 x 3 stem, no max-pool),
+      2 x 32 px + 4 x 16 px crops, head 2048 / 256 / 4096, EMA momentum 0.99 -> 1, lr 5e-4,
+      weight decay 1e-4; 3 epochs.
+    * ``backbone="vit-tiny"``: ViT-Tiny/4, 2 x 32 px + 6 x 16 px crops, head 512 / 64 / 2048,
+      EMA momentum 0.996 -> 1, lr 2.5e-4, weight decay 0.04 -> 0.4; 3 epochs. It learns more
+      slowly than the ResNet at this scale (docs/vision.md).
+
+    ``paper``: ViT-S/16, 2 x 224 + 10 x 96 crops, head 2048 / 256 / 65536, batch 1024,
+    lr 5e-4 x 1024 / 256, teacher temperature 0.04 -> 0.07 over 30 of 100 epochs, EMA momentum
+    0.996 -> 1, weight decay 0.04 -> 0.4, 100 epochs of ImageNet-1k (10 warm-up), the image
+    folder streamed from disk (``data.stream``).
 
     Args:
         preset: ``"cifar"`` or ``"paper"``.
-        epochs: training length in epochs; ``None``: the preset's (2 / 100).
+        epochs: training length in epochs; ``None``: the preset's (3 / 100).
         train_size: images per epoch; ``None``: the preset's (10,000 / 1,281,167).
+        backbone: ``cifar`` only: ``"resnet18"`` (default) or ``"vit-tiny"``.
 
     Example:
         >>> cfg = dino(epochs=4)
-        >>> cfg["train"]["steps"], cfg["train"]["warmup_ratio"], cfg["objective"]["warmup_teacher_temp_ratio"]
-        (625, 0.1, 0.3)
-        >>> cfg["objective"]["freeze_last_layer_steps"]
-        157
+        >>> cfg["encoder"]["name"], cfg["train"]["steps"], cfg["objective"]["teacher_temp"]
+        ('vision.resnet', 625, 0.04)
+        >>> dino(backbone="vit-tiny")["objective"]["out_dim"], dino(preset="paper")["objective"]["out_dim"]
+        (2048, 65536)
     """
     _check("vision.dino", preset, epochs, train_size)
+    if preset == "paper" and backbone is not None:
+        raise ValueError(
+            f"vision.dino: backbone is a 'cifar' preset choice; the paper preset is ViT-S/16, got {backbone!r}"
+        )
+    if backbone not in (None, "resnet18", "vit-tiny"):
+        raise ValueError(f"vision.dino: backbone is 'resnet18' or 'vit-tiny', got {backbone!r}")
+    teacher_temp: dict[str, Any] = {"teacher_temp": 0.04, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_ratio": 0.0}
     if preset == "cifar":
-        batch, image, patch, vit, local, n_local = 64, 32, 4, "tiny", 16, 6
-        head = {"hidden_dim": 512, "bottleneck_dim": 64, "out_dim": 2048}
-        lr, data = 5e-4 * batch / 256 * 8, "vision.cifar10"
-        epochs = 2.0 if epochs is None else epochs
+        batch, data, local = 64, "vision.cifar10", 16
+        epochs = 3.0 if epochs is None else epochs
         train_size = CIFAR_TRAIN_SIZE if train_size is None else train_size
+        if backbone in (None, "resnet18"):
+            encoder: dict[str, Any] = {"name": "vision.resnet", "model": "resnet18", "cifar_stem": True}
+            n_local, momentum = 4, 0.99
+            head = {"hidden_dim": 2048, "bottleneck_dim": 256, "out_dim": 4096}
+            lr, weight_decay = 5e-4, (1e-4, 1e-4)
+        else:
+            encoder = {"name": "vision.vit", "preset": "tiny", "patch_size": 4}
+            n_local, momentum = 6, 0.996
+            head = {"hidden_dim": 512, "bottleneck_dim": 64, "out_dim": 2048}
+            lr, weight_decay = 2.5e-4, (0.04, 0.4)
     else:
-        batch, image, patch, vit, local, n_local = 1024, 224, 16, "small", 96, 10
+        batch, data, local, n_local, momentum = 1024, "vision.image_folder", 96, 10, 0.996
+        encoder = {"name": "vision.vit", "preset": "small", "patch_size": 16}
         head = {"hidden_dim": 2048, "bottleneck_dim": 256, "out_dim": 65536}
-        lr, data = 5e-4 * batch / 256, "vision.image_folder"
+        lr, weight_decay = 5e-4 * batch / 256, (0.04, 0.4)
+        teacher_temp = {"teacher_temp": 0.07, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_ratio": 0.3}
         epochs = 100.0 if epochs is None else epochs
         train_size = IMAGENET_TRAIN_SIZE if train_size is None else train_size
     return {
-        "name": f"dino-{preset}",
+        "name": f"dino-{preset}" if preset == "paper" else f"dino-{preset}-{backbone or 'resnet18'}",
         "seed": 0,
-        "data": {"name": data} if preset == "cifar" else {"name": data, "image_size": image, "stream": True},
-        "encoder": {"name": "vision.vit", "preset": vit, "patch_size": patch},
+        "data": {"name": data} if preset == "cifar" else {"name": data, "image_size": 224, "stream": True},
+        "encoder": encoder,
         "views": {"name": "vision.multi_crop", "local_size": local, "num_local": n_local},
         "objective": {
             "name": "vision.dino",
             **head,
-            "teacher_temp": 0.07,
-            "warmup_teacher_temp": 0.04,
-            "warmup_teacher_temp_ratio": 0.3,  # DINO: 30 of 100 epochs
-            "momentum": 0.996,
+            **teacher_temp,
+            "momentum": momentum,
             "freeze_last_layer_steps": _steps(1, batch, train_size),  # one epoch
         },
         "train": {
@@ -179,8 +203,8 @@ def dino(
             "batch_size": batch,
             "lr": lr,
             "min_lr_ratio": 1e-6 / lr,
-            "weight_decay": 0.04,
-            "weight_decay_end": 0.4,
+            "weight_decay": weight_decay[0],
+            "weight_decay_end": weight_decay[1],
             "grad_clip": 3.0,
             "warmup_ratio": 0.1,  # DINO: 10 of 100 epochs
             "precision": "bf16",
