@@ -169,7 +169,11 @@ _WRAP_WORKER = textwrap.dedent(
     torch.testing.assert_close(sharded[0].weight.grad.full_tensor(), reference[0].weight.grad)
 
     cleanup_distributed()
-    print(f"rank {rank} ok")
+    print(f"rank {rank} ok", flush=True)
+    # skip interpreter teardown: after FSDP, a gloo thread sometimes aborts it ("terminate called
+    # without an active exception", seen once in CI after "rank 1 ok"); the checks above are done
+    import os
+    os._exit(0)
     """
 )
 
