@@ -139,21 +139,48 @@ class _Constant(nn.Module):
         return Features(pooled=torch.ones(len(x), 16) + 1e-6 * x[:, :16])
 
 
-def test_a_narrow_embedding_at_initialisation_is_not_a_collapse_but_after_training_it_is() -> None:
+def _monitor_of(items: list[dict[str, Any]], precision: str = "fp32") -> Any:
+    """A monitor over all of ``items`` (``x`` vectors, ``y`` labels), every 10 steps, on CPU."""
     from ssl_core._monitor import TrainingMonitor
 
-    items = [{"x": torch.randn(32), "y": i % 3} for i in range(64)]
-    monitor = TrainingMonitor(
+    return TrainingMonitor(
         items,
         lambda chunk: {"x": torch.stack([c["x"] for c in chunk]), "y": torch.tensor([c["y"] for c in chunk])},
         every=10,
-        samples=64,
+        samples=len(items),
         seed=0,
         device=torch.device("cpu"),
+        precision=precision,  # type: ignore[arg-type]
     )
+
+
+def test_a_narrow_embedding_at_initialisation_is_not_a_collapse_but_after_training_it_is() -> None:
+    monitor = _monitor_of([{"x": torch.randn(32), "y": i % 3} for i in range(64)])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _, at_init = monitor.measure(0, _Constant(), nn.Identity())
         _, after = monitor.measure(10, _Constant(), nn.Identity())
     assert at_init == [] and [a.rule for a in after] == ["std_zero"]
     assert [str(w.message) for w in caught if "collapse alarm at step 10 (std_zero)" in str(w.message)]
+
+
+class _RecordsAutocast(nn.Module):
+    """Pools its input and records whether it ran under CPU autocast (and at which dtype)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.dtype | None] = []
+
+    def forward(self, batch: dict[str, Tensor]) -> Any:
+        enabled = torch.is_autocast_enabled("cpu")
+        self.seen.append(torch.get_autocast_dtype("cpu") if enabled else None)
+        return type("Out", (), {"pooled": batch["x"]})()
+
+
+@pytest.mark.parametrize(("precision", "expected"), [("fp32", None), ("bf16", torch.bfloat16)])
+def test_the_monitors_embed_at_the_training_precision(precision: str, expected: torch.dtype | None) -> None:
+    monitor = _monitor_of([{"x": torch.randn(8), "y": i % 2} for i in range(16)], precision=precision)
+    encoder = _RecordsAutocast()
+    values, _ = monitor.measure(0, encoder, nn.Identity())
+    assert encoder.seen == [expected]
+    assert values["monitor/rankme"] > 1.0  # the float32 statistics are computed outside autocast

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ._device import Precision, autocast_context, move_to_device
 from ._errors import SSLCoreError
 
 __all__ = [
@@ -174,8 +175,10 @@ class TrainingMonitor:
         test: Any = None,
         batch_size: int = 256,
         last_step: int | None = None,
+        precision: Precision = "fp32",
     ) -> None:
         self.every, self.samples, self.seed, self.device = every, samples, seed, device
+        self.precision: Precision = precision
         self.last_step = last_step
         self._sources, self._collate, self._batch_size = (train, test), collate, batch_size
         self._batches: dict[str, list[Any]] | None = None
@@ -206,12 +209,12 @@ class TrainingMonitor:
         return self._batches
 
     def _embed(self, encoder: nn.Module, batches: list[Any]) -> tuple[Tensor, Tensor | None]:
-        from ._device import move_to_device
-
         pooled, labels = [], []
         for batch in batches:
             moved = move_to_device(batch, self.device)
-            pooled.append(encoder(moved).pooled.float().cpu())
+            with autocast_context(self.device, self.precision):  # the training precision: bf16 is ~3x cheaper
+                output = encoder(moved)
+            pooled.append(output.pooled.float().cpu())
             y = batch.get("y") if isinstance(batch, dict) else None
             labels.append(torch.as_tensor(y).reshape(-1) if y is not None else None)
         joined = torch.cat(pooled) if pooled else torch.zeros(0, 1)

@@ -673,7 +673,7 @@ def _build_monitor(
         return None
     monitor = TrainingMonitor(dataset, collate, every=every, samples=cfg.monitor_samples, seed=seed,
                               device=ctx.device, test=test, batch_size=min(cfg.eval_batch_size, 256),
-                              last_step=cfg.steps)  # fmt: skip
+                              last_step=cfg.steps, precision=cfg.precision)  # fmt: skip
     if state.monitors:  # resumed: continue the curves, do not repeat the alarms
         monitor.restore(state.monitors)
     return monitor
