@@ -369,3 +369,45 @@ def test_mae_reports_the_masked_patch_loss() -> None:
     views = MAEViews(image_size=16, patch_size=4)({"x": uint8_images(4)}, torch.Generator())
     loss = float(objective(encoder, views)["loss"])
     assert objective.health() == {"masked_patch_loss": pytest.approx(loss)}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_dino_per_crop_and_grouped_forwards_give_the_same_loss_and_gradients(precision: str) -> None:
+    """``group_crops`` only changes how the student's forwards are batched (a ViT has no batch statistics)."""
+    results = []
+    for group in (True, False, None):
+        encoder, objective, views = dino_setup()
+        objective.group_crops = group
+        calls = []
+        handle = encoder.register_forward_hook(lambda _m, args, _out, calls=calls: calls.append(args[0]["x"].shape[0]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = objective(encoder, views)["loss"]
+        loss.backward()
+        handle.remove()
+        grad = torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None])
+        results.append((float(loss), grad, calls))
+    (grouped_loss, grouped_grad, grouped_calls), (per_crop_loss, per_crop_grad, per_crop_calls) = results[:2]
+    assert grouped_calls == [16, 16] and per_crop_calls == [8, 8, 8, 8]  # the student's forwards (2 global, 2 local)
+    tolerance = 1e-5 if precision == "fp32" else 2e-2
+    assert abs(grouped_loss - per_crop_loss) < tolerance
+    assert torch.allclose(grouped_grad, per_crop_grad, atol=tolerance, rtol=tolerance)
+    auto_calls = results[2][2]
+    assert auto_calls == (per_crop_calls if precision == "fp32" else grouped_calls)  # CPU: per crop only in fp32
+
+
+@pytest.mark.parametrize("size", [16, 8])
+def test_vit_pooled_only_equals_the_full_forward_and_its_gradients(size: int) -> None:
+    """The CLS-only last block gives DINO the same vector and the same gradients, for less work."""
+    torch.manual_seed(0)
+    encoder = tiny_vit()
+    batch = {"x": uint8_images(4, size)}
+    full = encoder(batch)
+    full.pooled.square().sum().backward()
+    full_grads = [p.grad.clone() for p in encoder.parameters()]
+    encoder.zero_grad()
+    fast = encoder(batch, pooled_only=True)
+    fast.pooled.square().sum().backward()
+    assert fast.tokens is None and fast.layers is None
+    assert torch.allclose(full.pooled, fast.pooled, atol=1e-5)
+    for a, p in zip(full_grads, encoder.parameters(), strict=True):
+        assert torch.allclose(a, p.grad, rtol=1e-3, atol=1e-4)  # float32 rounding of a reordered sum

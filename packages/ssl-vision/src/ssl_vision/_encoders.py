@@ -7,12 +7,17 @@ or float images in ``[0, 1]`` (what the views yield) and normalise them with the
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ssl_core import EncoderBase, Features
+
+if TYPE_CHECKING:
+    from timm.layers.attention import Attention
+    from timm.models.vision_transformer import Block
 
 __all__ = [
     "VIT_PRESETS",
@@ -113,7 +118,9 @@ class ViTEncoder(EncoderBase):
     patches in every row (MAE's random masking does); the kept tokens stay in patch
     order. Images of another size than ``image_size`` (DINO's local crops) get the
     position table resampled by timm. Returns the CLS token after the final norm as
-    ``pooled``, the normed patch tokens as ``tokens`` and each block's output as ``layers``.
+    ``pooled``, the normed patch tokens as ``tokens`` and each block's output as ``layers``;
+    ``pooled_only=True`` returns ``pooled`` alone and runs the last block for the CLS token
+    only (DINO asks for this: 4-10% less time per forward and backward on ViT-Tiny/4).
 
     Args:
         preset: ``"tiny"``, ``"small"``, ``"base"`` or ``"large"`` (widths of timm's ViTs).
@@ -135,6 +142,7 @@ class ViTEncoder(EncoderBase):
     supports_token_mask: ClassVar[bool] = True
     returns_tokens: ClassVar[bool] = True
     returns_layers: ClassVar[bool] = True
+    pools_only_on_request: ClassVar[bool] = True  # forward(..., pooled_only=True): the CLS vector alone, cheaper
 
     def __init__(
         self,
@@ -235,7 +243,7 @@ class ViTEncoder(EncoderBase):
             pos = resample_abs_pos_embed(pos, list(grid), list(self.grid), num_prefix_tokens=1)
         return x + pos[:, 1:], grid
 
-    def forward(self, batch: dict[str, Any], token_mask: Tensor | None = None) -> Features:
+    def forward(self, batch: dict[str, Any], token_mask: Tensor | None = None, pooled_only: bool = False) -> Features:
         images = self.normalize(batch["x"])
         x, grid = self._patch_tokens(images)
         b, n, d = x.shape
@@ -255,12 +263,47 @@ class ViTEncoder(EncoderBase):
         cls = (cls_token + self._positions()[:, :1]).expand(b, -1, -1)
         x = self.vit.norm_pre(torch.cat([cls, x], dim=1))
         use_explicit_attention(self.vit.blocks, x, self.attention)
+        blocks: list[Block] = list(self.vit.blocks)  # type: ignore[arg-type]
+        if pooled_only:  # the CLS token's output needs the last block for the CLS token only
+            for block in blocks[:-1]:
+                x = block(x)
+            return Features(pooled=self.vit.norm(_cls_only_block(blocks[-1], x))[:, 0])
         layers = []
-        for block in self.vit.blocks:
+        for block in blocks:
             x = block(x)
             layers.append(x)
         x = self.vit.norm(x)
         return Features(pooled=x[:, 0], tokens=x[:, 1:], layers=tuple(layers))
+
+
+def _cls_only_block(block: Block, x: Tensor) -> Tensor:
+    """A timm ``Block`` applied to ``x`` ``[B, N, D]`` whose output is wanted for the first token only.
+
+    Keys and values come from every token; the query, the attention output, the projection
+    and the MLP run for the first token: the last block costs about 1/N of its full cost
+    apart from the key/value projection. Equal to ``block(x)[:, :1]`` up to rounding.
+    """
+    attn = cast("Attention", block.attn)
+    h = block.norm1(x)
+    b, n, d = h.shape
+    heads, head_dim = attn.num_heads, attn.head_dim
+    width = int(getattr(attn, "attn_dim", d))  # older timm 1.0 releases have no attn_dim, norm or gate
+    weight, bias = attn.qkv.weight, attn.qkv.bias
+    q = F.linear(h[:, :1], weight[:width], None if bias is None else bias[:width])
+    kv = F.linear(h, weight[width:], None if bias is None else bias[width:])
+    q = attn.q_norm(q.view(b, 1, heads, head_dim).transpose(1, 2))
+    k, v = kv.view(b, n, 2, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    k = attn.k_norm(k)
+    dropout = attn.attn_drop.p if attn.training else 0.0
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout).transpose(1, 2).reshape(b, 1, width)
+    out = getattr(attn, "norm", nn.Identity())(out)
+    gate: nn.Module | None = getattr(attn, "gate", None)
+    if gate is not None:
+        out = out * gate(h[:, :1]).sigmoid()
+    out = attn.proj_drop(attn.proj(out))
+    cls: Tensor = x[:, :1] + block.drop_path1(block.ls1(out))
+    cls = cls + block.drop_path2(block.ls2(block.mlp(block.norm2(cls))))
+    return cls
 
 
 class ResNetEncoder(EncoderBase):
