@@ -53,7 +53,7 @@ def test_overrides_are_parsed_as_toml_values() -> None:
         (with_(trian={"steps": 3}), [], "unknown key 'trian' in the pipeline; did you mean 'train'"),
         (BASE, ["train.stpes=3"], "unknown key 'stpes' in \\[train\\]; did you mean 'steps'"),
         (BASE, ["train.steps=many"], "train.steps must be an integer"),
-        (BASE, ["train.precision=fp8"], "train.precision must be one of 'fp32', 'bf16', 'fp16'"),
+        (BASE, ["train.precision=fp8"], "train.precision must be one of 'fp32', 'bf16', 'fp16', 'auto'"),
         (BASE, ["train.batch_size=0"], "train.batch_size must be at least 1"),
         ({k: v for k, v in BASE.items() if k != "views"}, [], "needs a \\[views\\] table"),
         (with_(encoder={"embed_dim": 3}), [], "\\[encoder\\] needs a 'name' key"),

@@ -3,7 +3,14 @@ import contextlib
 import pytest
 import torch
 
-from ssl_core._device import autocast_context, available_devices, needs_grad_scaler, resolve_device
+from ssl_core import _device
+from ssl_core._device import (
+    autocast_context,
+    available_devices,
+    needs_grad_scaler,
+    resolve_device,
+    resolve_precision,
+)
 
 
 def test_resolve_auto_and_cpu() -> None:
@@ -73,3 +80,41 @@ def test_needs_grad_scaler_only_for_fp16_cuda() -> None:
     assert not needs_grad_scaler("cuda", "bf16")
     assert not needs_grad_scaler("cuda", "fp32")
     assert not needs_grad_scaler("cpu", "bf16")
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(
+    monkeypatch: pytest.MonkeyPatch, native: bool, expected: str
+) -> None:
+    monkeypatch.setattr(_device, "_cpu_has_native_bf16", lambda: native)
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    with autocast_context("cpu", "auto"):
+        y = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert y.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_explicit_bf16_on_a_cpu_without_it_warns_and_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_device, "_cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without native bf16.*train.precision='auto'"):
+        assert resolve_precision("bf16", "cpu", warn=True) == "bf16"
+
+
+def test_a_run_records_the_precision_that_auto_resolved_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssl_core._config import TrainConfig
+    from ssl_core._distributed import init_distributed
+    from ssl_core._train import train
+
+    monkeypatch.setattr(_device, "_cpu_has_native_bf16", lambda: False)
+    encoder, objective = torch.nn.Linear(4, 4), _SquaredNorm()
+    items = [{"x": torch.randn(4)} for _ in range(8)]
+    result = train(encoder=encoder, objective=objective, views=lambda batch, _g: batch, dataset=items,
+                   collate=lambda chunk: {"x": torch.stack([c["x"] for c in chunk])},
+                   cfg=TrainConfig(steps=2, batch_size=4, precision="auto", progress=False, device="cpu"),
+                   ctx=init_distributed("cpu"))  # fmt: skip
+    assert result.precision == "fp32" and result.steps == 2
+
+
+class _SquaredNorm(torch.nn.Module):
+    def forward(self, encoder: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"loss": encoder(batch["x"]).square().mean()}

@@ -99,8 +99,10 @@ __all__ = [
     "make_teacher",
     "max_abs_diff",
     "move_to_device",
+    "native_bf16",
     "rankme",
     "resolve_device",
+    "resolve_precision",
     "restore_rng_state",
     "run",
     "sample_generator",
@@ -185,6 +187,8 @@ _LAZY: dict[str, str] = {
     "EncoderWeightsMismatchError": "_errors",
     "autocast_context": "_device",
     "resolve_device": "_device",
+    "resolve_precision": "_device",
+    "native_bf16": "_device",
     "move_to_device": "_device",
     "capture_rng_state": "_checkpoint",
     "load_checkpoint": "_checkpoint",
@@ -233,7 +237,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         apply_overrides,
         load_config,
     )
-    from ._device import autocast_context, move_to_device, resolve_device
+    from ._device import autocast_context, move_to_device, native_bf16, resolve_device, resolve_precision
     from ._discovery import scan_plugins
     from ._distributed import DistributedContext, all_gather_with_grad, init_distributed
     from ._ema import ema_update_, make_teacher

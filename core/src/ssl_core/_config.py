@@ -74,7 +74,7 @@ __all__ = [
     "unknown_key_error",
 ]
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
 Strategy = Literal["auto", "none", "ddp", "fsdp"]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -14,13 +16,15 @@ __all__ = [
     "autocast_context",
     "available_devices",
     "move_to_device",
+    "native_bf16",
     "needs_grad_scaler",
     "resolve_device",
+    "resolve_precision",
 ]
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
 
-_PRECISIONS = ("fp32", "bf16", "fp16")
+_PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 def _mps_available() -> bool:
@@ -79,12 +83,66 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     return device
 
 
+@functools.cache
+def _cpu_has_native_bf16() -> bool:
+    is_supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(is_supported()) if is_supported is not None else False
+    except RuntimeError:  # pragma: no cover - a build without oneDNN
+        return False
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls in hardware, so that bf16 autocast is faster than fp32.
+
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: oneDNN's bf16 support (AVX-512 or AMX;
+    on an AVX2-only CPU a bf16 matmul is emulated and was measured about 95x slower than
+    fp32). Other devices: ``False``.
+
+    Example:
+        >>> isinstance(native_bf16("cpu"), bool)
+        True
+    """
+    device_type = torch.device(device).type
+    if device_type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return device_type == "cpu" and _cpu_has_native_bf16()
+
+
+def resolve_precision(precision: Precision, device: str | torch.device, *, warn: bool = False) -> Precision:
+    """The precision to run: ``"auto"`` is ``"bf16"`` where :func:`native_bf16`, else ``"fp32"``.
+
+    Other values are returned as given; with ``warn=True``, ``"bf16"`` on a CPU without native
+    bf16 warns that it will be much slower than ``"fp32"`` (it still runs: the user asked).
+    Recipes ask for ``"auto"``.
+
+    Example:
+        >>> resolve_precision("auto", "cpu") in ("bf16", "fp32")
+        True
+        >>> resolve_precision("fp32", "cpu")
+        'fp32'
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {_PRECISIONS}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if warn and precision == "bf16" and torch.device(device).type == "cpu" and not _cpu_has_native_bf16():
+        warnings.warn(
+            "precision 'bf16' on a CPU without native bf16 (no AVX-512 or AMX): bf16 matmuls are emulated "
+            "and run many times slower than fp32 here; set train.precision='auto' (bf16 only where it is "
+            "native) or 'fp32'",
+            UserWarning,
+            stacklevel=2,
+        )
+    return precision
+
+
 def autocast_context(device: str | torch.device, precision: Precision) -> contextlib.AbstractContextManager[None]:
     """An autocast context for ``precision`` on ``device``; ``"fp32"`` gives a ``nullcontext``.
 
     ``"bf16"`` requires bf16 support on the device (checked on CUDA); ``"fp16"`` is refused
-    on CPU (use ``"bf16"``). On CUDA, ``"fp16"`` also needs a ``torch.amp.GradScaler``
-    (see :func:`needs_grad_scaler`).
+    on CPU (use ``"bf16"``). ``"auto"`` is resolved by :func:`resolve_precision`. On CUDA,
+    ``"fp16"`` also needs a ``torch.amp.GradScaler`` (see :func:`needs_grad_scaler`).
 
     Example:
         >>> with autocast_context("cpu", "bf16"):
@@ -92,8 +150,7 @@ def autocast_context(device: str | torch.device, precision: Precision) -> contex
         >>> y.dtype
         torch.bfloat16
     """
-    if precision not in _PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {_PRECISIONS}")
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     device_type = torch.device(device).type
@@ -115,9 +172,7 @@ def needs_grad_scaler(device: str | torch.device, precision: Precision) -> bool:
         >>> needs_grad_scaler("cpu", "bf16"), needs_grad_scaler("cuda", "fp16")
         (False, True)
     """
-    if precision not in _PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {_PRECISIONS}")
-    return precision == "fp16" and torch.device(device).type == "cuda"
+    return resolve_precision(precision, device) == "fp16" and torch.device(device).type == "cuda"
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:

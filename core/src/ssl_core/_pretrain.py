@@ -97,7 +97,7 @@ def _metrics(
             "peak_memory_mb": result.peak_memory_mb,
             "resumed_from": result.resumed_from,
             "world_size": ctx.world_size,
-            "precision": cfg.train.precision,
+            "precision": result.precision,
         },
         "environment": environment(),
         "data": {

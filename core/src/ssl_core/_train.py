@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from ._checkpoint import (
     save_checkpoint,
 )
 from ._config import TrainConfig
-from ._device import autocast_context, move_to_device, needs_grad_scaler
+from ._device import autocast_context, move_to_device, needs_grad_scaler, resolve_precision
 from ._distributed import DistributedContext, all_reduce_mean, wrap_model
 from ._errors import ConfigError, NonFiniteLossError, PreemptedError
 from ._loggers import logged_rows
@@ -104,6 +104,8 @@ class TrainResult:
     """Batches an iterable source left unused on some ranks because another rank's share ran out first."""
     monitors: dict[str, Any] = field(default_factory=dict)
     """The online monitors' curves and alarms (:class:`~ssl_core._monitor.MonitorHistory` as a dict)."""
+    precision: str = "fp32"
+    """The precision the run used (``train.precision = "auto"`` resolved for the device)."""
 
 
 def _param_groups(model: nn.Module, weight_decay: float, decay_1d: bool = False) -> list[dict[str, Any]]:
@@ -601,6 +603,7 @@ def train(
         CollapseError: a collapse alarm fired with ``train.on_collapse = "stop"``; the last
             good checkpoint is kept.
     """
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, ctx.device, warn=ctx.is_main))
     parts = _Parts.build(encoder, objective, cfg, ctx)
     state = TrainState.fresh(seed, ctx)
     ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
@@ -655,6 +658,7 @@ def train(
         skipped=state.skipped,
         dropped_batches=state.dropped,
         monitors=monitor.history.as_dict() if monitor is not None else {},
+        precision=cfg.precision,
     )
 
 

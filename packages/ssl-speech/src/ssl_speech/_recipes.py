@@ -1,12 +1,13 @@
 """Recipes: wav2vec 2.0 and HuBERT pretraining on FSDD at a CPU scale, probed for digit and speaker.
 
-The SMALL encoder (4 x 256, waveform CNN), bf16 autocast, length-bucketed batches of 16
-utterances, AdamW with a warm-up over the first 10% of the steps (``train.warmup_ratio``,
-so ``--set train.steps=...`` keeps it at 10%); then the utterance probe twice (``digit``
-and ``speaker``) beside the same encoder at random init. Pass FSDD's ``recordings`` folder
-with ``--root``. BASE-scale pretraining (LibriSpeech, 400k steps) needs a GPU; change
-``encoder.preset`` and ``train.*``. Parameters come from ``--recipe steps=500`` or
-``recipe = {name = "speech.hubert", labels = "runs/fsdd-mfcc100.pt"}``.
+The SMALL encoder (4 x 256, waveform CNN), bf16 autocast where the CPU or GPU has it
+natively (``precision="auto"``), length-bucketed batches of 16 utterances, AdamW with a
+warm-up over the first 10% of the steps (``train.warmup_ratio``, so ``--set
+train.steps=...`` keeps it at 10%); then the utterance probe twice (``digit`` and
+``speaker``) beside the same encoder at random init. Pass FSDD's ``recordings`` folder with
+``--root``. BASE-scale pretraining (LibriSpeech, 400k steps) needs a GPU; change
+``encoder.preset`` and ``train.*``. Parameters come from ``--recipe steps=500`` or ``recipe
+= {name = "speech.hubert", labels = "runs/fsdd-mfcc100.pt"}``.
 
 Example:
     >>> wav2vec2()["objective"]["name"], hubert("labels.pt")["data"]["labels"]
@@ -35,7 +36,7 @@ def _pipeline(name: str, mask_prob: float, objective: dict[str, Any], steps: int
             "warmup_ratio": 0.1,
             "weight_decay": 0.01,
             "grad_clip": 10.0,
-            "precision": "bf16",
+            "precision": "auto",
             "log_every": 25,
             "eval_batch_size": 64,
         },

@@ -1,9 +1,10 @@
 """Recipes: MAE and DINO with the papers' hyper-parameters, and CIFAR-sized presets for a CPU.
 
 ``preset="cifar"`` (the default) is sized so that a few epochs on the 10k-image CIFAR-10
-subset fit a 2-core CPU with bf16 autocast (MAE: a ViT-Tiny at 32 px with 4-pixel patches;
-DINO: a CIFAR ResNet-18, or that ViT with ``backbone="vit-tiny"``); ``preset="paper"`` is
-the published ImageNet setting (needs GPUs). Pass the data folder with ``--root``
+subset fit a 2-core CPU with bf16 autocast where the CPU has it natively
+(``train.precision="auto"``; MAE: a ViT-Tiny at 32 px with 4-pixel patches; DINO: a CIFAR
+ResNet-18, or that ViT with ``backbone="vit-tiny"``); ``preset="paper"`` is the published
+ImageNet setting (needs GPUs). Pass the data folder with ``--root``
 (``../shared/data/cifar10`` here); without it CIFAR-10 is downloaded by torchvision.
 
 Parameters come from the command line (``ssl run vision.mae --recipe preset=paper
@@ -109,7 +110,7 @@ def mae(
             "steps": _steps(epochs, batch, train_size),
             "batch_size": batch,
             **train,
-            "precision": "bf16",
+            "precision": "auto",
             "log_every": 10,
             "eval_batch_size": 512,
         },
@@ -126,7 +127,7 @@ def dino(
     """DINO: multi-crop self-distillation (Caron et al., 2021), with small-data presets.
 
     ``cifar`` (chosen by measurement on the 10k-image CIFAR-10 subset, docs/vision.md): batch
-    64, bf16, 16 px local crops, teacher temperature a constant 0.04 (the paper's warm-up to
+    64, bf16 (where native), 16 px local crops, teacher temperature a constant 0.04 (the paper's warm-up to
     0.07 drifts a small-data teacher towards a uniform output), last layer frozen for the first
     epoch, gradient clipping 3.0, AdamW with a 10% warm-up and cosine decay.
 
@@ -207,7 +208,7 @@ def dino(
             "weight_decay_end": weight_decay[1],
             "grad_clip": 3.0,
             "warmup_ratio": 0.1,  # DINO: 10 of 100 epochs
-            "precision": "bf16",
+            "precision": "auto",
             "log_every": 10,
             "eval_batch_size": 512,
         },
