@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Report", "base_parser", "environment", "git_commit", "machine_load", "merge_files", "warn_if_loaded"]
+__all__ = [
+    "Report",
+    "base_parser",
+    "bf16_skip_reason",
+    "environment",
+    "git_commit",
+    "machine_load",
+    "merge_files",
+    "warn_if_loaded",
+]
 
 
 def git_commit() -> str:
@@ -61,9 +70,26 @@ def environment() -> dict[str, Any]:
     if "torch" in sys.modules:
         import torch
 
+        from ssl_core._results import environment as run_environment
+
         env["torch_threads"] = torch.get_num_threads()
         env["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        run_env = run_environment()
+        env["cpu"], env["cpu_native_bf16"] = run_env["cpu"], run_env["cpu_native_bf16"]
     return env
+
+
+def bf16_skip_reason() -> str | None:
+    """Why CPU bf16 rows are left out on this machine (no native bf16), or ``None`` when they are measured.
+
+    On a CPU without AVX-512 or AMX a bf16 matmul is emulated (95x slower than fp32 on an
+    AVX2 AMD EPYC), so a bf16 row would time the emulation, and take hours.
+    """
+    from ssl_core import native_bf16
+
+    if native_bf16("cpu"):
+        return None
+    return "this CPU has no native bf16 (no AVX-512 or AMX): the bf16 rows are left out"
 
 
 def machine_load() -> float:

@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import Report, base_parser, machine_load, warn_if_loaded
+from _report import Report, base_parser, bf16_skip_reason, machine_load, warn_if_loaded
 
 ROOT = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "cifar10"
 VIT = {"img_size": 32, "patch_size": 4, "embed_dim": 192, "depth": 12, "num_heads": 3}
@@ -205,15 +205,17 @@ def matmul_peak_gflops(dtype_name: str = "fp32", size: int = 2048, repeats: int 
 
 def bench_steps(report: Report, methods: tuple[str, ...], warmup: int, steps: int, threads: int) -> None:
     config = f"threads={threads} workers=0"
+    no_bf16 = bf16_skip_reason()
+    if no_bf16:
+        print(f"note: {no_bf16}")
     report.add(impl="machine", case="matmul-2048", metric="peak_gflops", value=matmul_peak_gflops("fp32"))
-    report.add(impl="machine", case="matmul-2048-bf16", metric="peak_gflops", value=matmul_peak_gflops("bf16"))
+    if not no_bf16:
+        report.add(impl="machine", case="matmul-2048-bf16", metric="peak_gflops", value=matmul_peak_gflops("bf16"))
     peak = report.values("machine", "matmul-2048", "peak_gflops")[-1]
     for method in methods:
-        impls = {
-            "lightly": lightly_step(method),
-            "ours": ours_step(method, False),
-            "ours-bf16": ours_step(method, True),
-        }
+        impls = {"lightly": lightly_step(method), "ours": ours_step(method, False)}
+        if not no_bf16:
+            impls["ours-bf16"] = ours_step(method, True)
         for impl, (step, forward_backward, batch) in impls.items():
             report.add(impl=impl, case=method, metric="gflop_per_sample", value=count_gflop(forward_backward) / batch)
             for _ in range(warmup):
@@ -348,7 +350,7 @@ def bench_e2e(report: Report, methods: tuple[str, ...], root: Path, steps: int, 
                                load=load)  # fmt: skip
                 print(f"{method} end-to-end, lightly ({config}): {rate:.1f}/s", flush=True)
             else:
-                for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16")):
+                for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16"))[: 1 if bf16_skip_reason() else 2]:
                     before = machine_load()
                     steady, decode_seconds, n = ours_e2e(method, root, steps, precision, workers)
                     load = (before, machine_load())
@@ -536,7 +538,7 @@ def plot_curves(report: Report, method: str, path: Path) -> None:
 
 def bench_knn(report: Report, methods: tuple[str, ...], root: Path, epochs: float, workers: int,
               limit: int | None, impls: tuple[str, ...], overrides: list[str], label: str = "",
-              curve: bool = False, precision: str = "bf16", backbone: str = "vit-tiny") -> None:  # fmt: skip
+              curve: bool = False, precision: str = "auto", backbone: str = "vit-tiny") -> None:  # fmt: skip
     """Random init, lightly's example and ours (``ours``: ``precision``; ``ours-fp32`` / ``ours-bf16``).
 
     ``backbone`` (DINO): ``vit-tiny`` or ``resnet18`` for every impl, random init included;
@@ -591,7 +593,12 @@ def main() -> None:
         default="random,lightly,ours",
         help="random, lightly, lightly-per-step-ema, ours (at --precision), ours-fp32, ours-bf16",
     )
-    parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"), help="precision of impl 'ours'")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("fp32", "bf16", "auto"),
+        help="precision of impl 'ours' (auto: bf16 where the CPU has it natively)",
+    )
     parser.add_argument(
         "--curve", action="store_true", help="kNN after every epoch (rows knn_top1@20_epoch<N>) and a PNG of the curves"
     )

@@ -127,6 +127,7 @@ def environment() -> dict[str, Any]:
     """
     import torch
 
+    from ._device import native_bf16
     from ._version import __version__
 
     return {
@@ -135,8 +136,21 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": torch.get_num_threads(),
+        "cpu": _cpu_name(),
+        "cpu_native_bf16": native_bf16("cpu"),  # bf16 timings mean little without it
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 _DROP = object()
