@@ -123,7 +123,7 @@ def environment() -> dict[str, Any]:
 
     Example:
         >>> sorted(environment())[:3]
-        ['cpu_count', 'cuda', 'platform']
+        ['cpu', 'cpu_count', 'cpu_native_bf16']
     """
     import torch
 
