@@ -47,7 +47,7 @@ def test_missing_raw_files_offline_name_the_files(tmp_path: Path, monkeypatch: p
 def _short_graphmae(root: str, seed: int) -> ssl_core.RunResult:
     config = graphmae("Cora")
     config["seed"] = seed
-    overrides = ["train.steps=100", "train.precision=bf16", "train.progress=false", "plots=false", "train.log_every=10"]
+    overrides = ["train.steps=100", "train.precision=auto", "train.progress=false", "plots=false", "train.log_every=10"]
     return ssl_core.run(config, overrides=overrides, root=root)
 
 
@@ -58,7 +58,7 @@ def test_short_graphmae_on_cora_beats_random_init(planetoid_root: Path) -> None:
     random_init = result.metrics["random_init"]["graph.node_probe"]["accuracy"]
     losses = [row["loss"] for row in result.history]
     assert losses[-1] < losses[0]
-    assert pretrained > random_init + 0.005, (pretrained, random_init)  # 100 of 1500 epochs: 76.1 vs 75.0 here
+    assert pretrained > random_init + 0.005, (pretrained, random_init)  # 100 of 1500 epochs
 
 
 def test_graphmae_pipeline_on_synthetic_graph_learns(tmp_path: Path) -> None:
