@@ -56,6 +56,25 @@ def test_dino_cifar_preset_is_a_resnet18_unless_the_vit_is_asked_for() -> None:
         ssl_vision.dino(backbone="vit-huge")  # type: ignore[arg-type]
 
 
+def test_dino_settings_reproduce_the_measured_presets_and_scale_between_them() -> None:
+    cifar = ssl_vision.dino_settings(train_size=10_000, batch_size=64, steps=469, image_size=32)
+    assert cifar["objective"] == {key: ssl_vision.dino()["objective"][key] for key in cifar["objective"]}
+    assert cifar["views"] == {"local_size": 16, "num_local": 4}
+    paper = ssl_vision.dino_settings(1_281_167, 1024, 125_117, image_size=224)
+    assert paper["objective"]["out_dim"] == 65_536 and paper["objective"]["momentum"] == 0.996
+    assert paper["objective"]["warmup_teacher_temp_ratio"] == 0.3
+    assert paper["views"] == {"local_size": 96, "num_local": 10}
+    # fewer samples, fewer prototypes; a longer run, a slower teacher; a smaller batch at scale, a slower teacher too
+    assert ssl_vision.dino_settings(2_000, 64, 469)["objective"]["out_dim"] == 1_024
+    assert ssl_vision.dino_settings(10_000, 64, 4_690)["objective"]["momentum"] > cifar["objective"]["momentum"]
+    assert ssl_vision.dino_settings(1_281_167, 256, 500_000)["objective"]["momentum"] == 0.9995
+    assert ssl_vision.dino_settings(100, 64, 10)["objective"]["freeze_last_layer_steps"] == 2  # one epoch
+    assert ssl_vision.dino_settings(10_000, 64, 20)["objective"]["freeze_last_layer_steps"] == 10  # half the run
+    assert ssl_vision.dino_settings(10_000, 64, 469)["views"] == {}  # no image size: the encoder's own crops
+    with pytest.raises(ValueError, match="batch_size"):
+        ssl_vision.dino_settings(10_000, 0, 469)
+
+
 def test_dino_resnet18_preset_trains_on_real_cifar_images(cifar_root: Path) -> None:
     overrides = [*QUIET, "data.max_per_class=4", "train.steps=3", "train.batch_size=8", "train.log_every=1",
                  "evaluate=[]"]  # fmt: skip

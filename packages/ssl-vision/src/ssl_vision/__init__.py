@@ -47,6 +47,7 @@ _LAZY = {
     "DINOObjective": "_objectives",
     "MAEObjective": "_objectives",
     "dino": "_recipes",
+    "dino_settings": "_recipes",
     "mae": "_recipes",
     "MAEViews": "_views",
     "MultiCropViews": "_views",

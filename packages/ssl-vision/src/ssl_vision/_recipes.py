@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-__all__ = ["dino", "mae"]
+__all__ = ["dino", "dino_settings", "mae"]
 
 _EVALUATE: list[dict[str, Any]] = [
     {"name": "core.knn", "k": [20, 200], "temperature": 0.07},
@@ -39,6 +39,84 @@ IMAGENET_TRAIN_SIZE = 1_281_167
 
 def _steps(epochs: float, batch_size: int, train_size: int) -> int:
     return max(1, math.ceil(epochs * train_size / batch_size))
+
+
+SMALL_DATA_SIZE = 100_000
+"""Below this many training samples, DINO's teacher temperature stays at 0.04 (no warm-up to 0.07)."""
+
+
+def _power_of_two(x: float) -> int:
+    return 1 << max(0, round(math.log2(max(x, 1.0))))
+
+
+def dino_settings(
+    train_size: int, batch_size: int, steps: int, image_size: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """DINO's settings scaled to a dataset, a batch size and a run length, for any encoder.
+
+    The rules reproduce the two measured points, the 10k-image CIFAR-10 preset (batch 64, 469
+    steps) and the paper's ImageNet setting (batch 1024, 100 epochs); docs/vision.md has the
+    runs behind them:
+
+    * ``out_dim``: the power of two nearest ``train_size / 2.5``, within 1,024-65,536
+      (10k samples: 4,096; ImageNet: 65,536). Head 2048 / 256 below it.
+    * teacher temperature: 0.04 constant below 100,000 samples (the warm-up to 0.07 drifts a
+      small-data teacher towards a uniform output); the paper's 0.04 -> 0.07 over 30% of the
+      run from there on.
+    * EMA ``momentum`` = 1 - 1 / h, where the teacher averages over h steps: the paper's 250 at
+      batch 1024, growing as (1024 / batch)^1.5 for smaller batches (DINO's README: 0.9995 at
+      batch 256), but at most a fifth of the run, so that the teacher moves within the budget,
+      and at least 100 steps. Cosine to 1.
+    * the last layer is frozen for one epoch (``train_size / batch_size`` steps), at most half
+      the run.
+    * with ``image_size``: local crops of 96/224 of the image, rounded to 8 px (32 px: 16,
+      224 px: 96), and 10 of them from 96 px images on (the paper), else 4 (each costs a CNN a
+      quarter of a global crop at 32 px).
+
+    Args:
+        train_size: samples in one epoch.
+        batch_size: samples per step.
+        steps: optimizer steps in the run.
+        image_size: the global crop's side in pixels; ``None`` leaves ``views`` empty (audio,
+            graphs and other encoders bring their own crops).
+
+    Returns:
+        ``{"objective": {...}, "views": {...}}``, keys as ``vision.dino`` and
+        ``vision.multi_crop`` take them.
+
+    Example:
+        >>> s = dino_settings(train_size=10_000, batch_size=64, steps=469, image_size=32)
+        >>> s["objective"]["out_dim"], s["objective"]["momentum"], s["views"]["local_size"]
+        (4096, 0.99, 16)
+        >>> dino_settings(1_281_167, 1024, 125_117)["objective"]["momentum"]
+        0.996
+    """
+    for name, value in (("train_size", train_size), ("batch_size", batch_size), ("steps", steps)):
+        if value < 1:
+            raise ValueError(f"dino_settings: {name} must be at least 1, got {value}")
+    if image_size is not None and image_size < 8:
+        raise ValueError(f"dino_settings: image_size must be at least 8 px, got {image_size}")
+    out_dim = min(65_536, max(1_024, _power_of_two(train_size / 2.5)))
+    horizon = max(100.0, min(250.0 * (1024 / batch_size) ** 1.5, steps / 5))
+    if train_size < SMALL_DATA_SIZE:
+        teacher: dict[str, Any] = {"teacher_temp": 0.04, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_ratio": 0.0}
+    else:
+        teacher = {"teacher_temp": 0.07, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_ratio": 0.3}
+    objective: dict[str, Any] = {
+        "out_dim": out_dim,
+        "hidden_dim": 2048,
+        "bottleneck_dim": 256,
+        **teacher,
+        "momentum": round(1.0 - 1.0 / horizon, 6),
+        "freeze_last_layer_steps": min(math.ceil(train_size / batch_size), max(1, steps // 2)),
+    }
+    views: dict[str, Any] = {}
+    if image_size is not None:
+        views = {
+            "local_size": max(8, round(image_size * 96 / 224 / 8) * 8),
+            "num_local": 10 if image_size >= 96 else 4,
+        }
+    return {"objective": objective, "views": views}
 
 
 def _check(recipe: str, preset: str, epochs: float | None, train_size: int | None) -> None:
@@ -129,11 +207,13 @@ def dino(
     ``cifar`` (chosen by measurement on the 10k-image CIFAR-10 subset, docs/vision.md): batch
     64, bf16 (where native), 16 px local crops, teacher temperature a constant 0.04 (the paper's warm-up to
     0.07 drifts a small-data teacher towards a uniform output), last layer frozen for the first
-    epoch, gradient clipping 3.0, AdamW with a 10% warm-up and cosine decay.
+    epoch, gradient clipping 3.0, AdamW with a 10% warm-up and cosine decay. The head, the
+    teacher temperature, the EMA momentum and the crops come from :func:`dino_settings`, so
+    they follow ``epochs`` and ``train_size``.
 
     * ``backbone="resnet18"`` (the default): a CIFAR ResNet-18 (3 x 3 stem, no max-pool),
-      2 x 32 px + 4 x 16 px crops, head 2048 / 256 / 4096, EMA momentum 0.99 -> 1, lr 5e-4,
-      weight decay 1e-4; 3 epochs.
+      2 x 32 px + 4 x 16 px crops, head 2048 / 256 / 4096, EMA momentum 0.99 -> 1 (at 3
+      epochs; longer runs get a slower teacher), lr 5e-4, weight decay 1e-4; 3 epochs.
     * ``backbone="vit-tiny"``: ViT-Tiny/4, 2 x 32 px + 6 x 16 px crops, head 512 / 64 / 2048,
       EMA momentum 0.996 -> 1, lr 2.5e-4, weight decay 0.04 -> 0.4; 3 epochs. It learns more
       slowly than the ResNet at this scale (docs/vision.md).
@@ -163,44 +243,37 @@ def dino(
         )
     if backbone not in (None, "resnet18", "vit-tiny"):
         raise ValueError(f"vision.dino: backbone is 'resnet18' or 'vit-tiny', got {backbone!r}")
-    teacher_temp: dict[str, Any] = {"teacher_temp": 0.04, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_ratio": 0.0}
     if preset == "cifar":
-        batch, data, local = 64, "vision.cifar10", 16
+        batch, data, image = 64, "vision.cifar10", 32
         epochs = 3.0 if epochs is None else epochs
         train_size = CIFAR_TRAIN_SIZE if train_size is None else train_size
+        steps = _steps(epochs, batch, train_size)
+        scaled = dino_settings(train_size, batch, steps, image_size=image)
         if backbone in (None, "resnet18"):
             encoder: dict[str, Any] = {"name": "vision.resnet", "model": "resnet18", "cifar_stem": True}
-            n_local, momentum = 4, 0.99
-            head = {"hidden_dim": 2048, "bottleneck_dim": 256, "out_dim": 4096}
             lr, weight_decay = 5e-4, (1e-4, 1e-4)
-        else:
+        else:  # the ViT's own measured head, crops and momentum (docs/vision.md, run G)
             encoder = {"name": "vision.vit", "preset": "tiny", "patch_size": 4}
-            n_local, momentum = 6, 0.996
-            head = {"hidden_dim": 512, "bottleneck_dim": 64, "out_dim": 2048}
+            scaled["objective"].update(hidden_dim=512, bottleneck_dim=64, out_dim=2048, momentum=0.996)
+            scaled["views"]["num_local"] = 6
             lr, weight_decay = 2.5e-4, (0.04, 0.4)
     else:
-        batch, data, local, n_local, momentum = 1024, "vision.image_folder", 96, 10, 0.996
+        batch, data, image = 1024, "vision.image_folder", 224
         encoder = {"name": "vision.vit", "preset": "small", "patch_size": 16}
-        head = {"hidden_dim": 2048, "bottleneck_dim": 256, "out_dim": 65536}
         lr, weight_decay = 5e-4 * batch / 256, (0.04, 0.4)
-        teacher_temp = {"teacher_temp": 0.07, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_ratio": 0.3}
         epochs = 100.0 if epochs is None else epochs
         train_size = IMAGENET_TRAIN_SIZE if train_size is None else train_size
+        steps = _steps(epochs, batch, train_size)
+        scaled = dino_settings(train_size, batch, steps, image_size=image)
     return {
         "name": f"dino-{preset}" if preset == "paper" else f"dino-{preset}-{backbone or 'resnet18'}",
         "seed": 0,
-        "data": {"name": data} if preset == "cifar" else {"name": data, "image_size": 224, "stream": True},
+        "data": {"name": data} if preset == "cifar" else {"name": data, "image_size": image, "stream": True},
         "encoder": encoder,
-        "views": {"name": "vision.multi_crop", "local_size": local, "num_local": n_local},
-        "objective": {
-            "name": "vision.dino",
-            **head,
-            **teacher_temp,
-            "momentum": momentum,
-            "freeze_last_layer_steps": _steps(1, batch, train_size),  # one epoch
-        },
+        "views": {"name": "vision.multi_crop", **scaled["views"]},
+        "objective": {"name": "vision.dino", **scaled["objective"]},
         "train": {
-            "steps": _steps(epochs, batch, train_size),
+            "steps": steps,
             "batch_size": batch,
             "lr": lr,
             "min_lr_ratio": 1e-6 / lr,
