@@ -23,6 +23,14 @@ stated in the rows ``steps`` (case ``fsdd``). Rows: ``accuracy`` (in %) for impl
 ``--equal-budget`` also ``hubert-iter1-long``: iteration 1 trained for the whole budget
 (``--steps`` + ``--steps2``), so iteration 2 is compared with the same number of steps.
 
+``--subset N`` (issue 19) trains on N clips only, takes 5 .. 5 + N / 60 - 1 of every digit and
+speaker (600: 10 takes each), the small corpus of short clips where wav2vec 2.0's quantiser
+collapsed; the probes train on those N clips and test on the usual 300. Rows: ``accuracy`` (in
+%) for impl in ``wav2vec2``, ``hubert``, ``random``, ``mfcc`` x case ``digit`` (and
+``speaker``), and per wav2vec 2.0 run ``min_perplexity`` (the lowest codebook perplexity of any
+step: every step is logged) beside ``max_perplexity`` (G x V).
+``--set KEY=VALUE`` (repeatable) changes the recipe, for the ablation in docs/speech.md.
+
 Usage::
 
     python benchmarks/speech_fsdd.py --root ../shared/data/fsdd/recordings --json benchmarks/results/speech_fsdd.json
@@ -30,6 +38,7 @@ Usage::
     python benchmarks/speech_fsdd.py --merge w.json h.json --json benchmarks/results/speech_fsdd.json
     python benchmarks/speech_fsdd.py --quick --root ...    # 100 files per split, 20 steps, 5 probe epochs
     python benchmarks/speech_fsdd.py --root ... --methods hubert2 --steps 1000 --equal-budget --json h2.json
+    python benchmarks/speech_fsdd.py --root ... --subset 600 --methods wav2vec2 --set objective.num_negatives=50
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +63,22 @@ def _probe_overrides(quick: bool) -> list[str]:
             '{name="speech.utterance_probe", target="speaker", epochs=5}]'] if quick else []  # fmt: skip
 
 
-def pretrain(method: str, root: str, steps: int, precision: str, seed: int, quick: bool) -> dict[str, Any]:
-    """Pretrain + probe one method through ``ssl_core.run``; accuracies in %, plus training facts."""
+def pretrain(
+    method: str, root: str, steps: int, precision: str, seed: int, quick: bool,
+    train_takes: int | None = None, extra: Sequence[str] = (),
+) -> dict[str, Any]:  # fmt: skip
+    """Pretrain + probe one method through ``ssl_core.run``; accuracies in %, plus training facts.
+
+    ``train_takes``: train on that many takes per digit and speaker (``fsdd(train_takes=...)``);
+    ``extra``: more ``--set`` overrides, applied last.
+    """
     import ssl_core
     from ssl_speech import fsdd, hubert, hubert_labels, save_labels, wav2vec2
 
     limit = 100 if quick else None
     with tempfile.TemporaryDirectory() as tmp:
         if method == "hubert":
-            splits = fsdd(root, limit=limit, progress=False)
+            splits = fsdd(root, limit=limit, progress=False, train_takes=train_takes)
             labels_path = save_labels(hubert_labels(splits, source="mfcc", num_clusters=100, seed=seed),
                                       Path(tmp) / "labels.pt")  # fmt: skip
             config = hubert(str(labels_path), steps=steps)
@@ -71,6 +88,9 @@ def pretrain(method: str, root: str, steps: int, precision: str, seed: int, quic
         overrides = ["plots=false", f"train.precision={precision}", *_probe_overrides(quick)]
         if limit is not None:
             overrides.append(f"data.limit={limit}")
+        if train_takes is not None:  # the subset study: every step's perplexity counts towards the minimum
+            overrides.extend([f"data.train_takes={train_takes}", "train.log_every=1"])
+        overrides.extend(extra)
         started = time.perf_counter()
         result = ssl_core.run(config, overrides=overrides, root=root)
     metrics = result.metrics
@@ -84,6 +104,11 @@ def pretrain(method: str, root: str, steps: int, precision: str, seed: int, quic
     out.update(pretrain_seconds=train["seconds"], steps=float(train["steps"]), final_loss=train["final_loss"])
     if history and "accuracy" in history[-1]:
         out["final_objective_accuracy"] = float(history[-1]["accuracy"])
+    perplexities = [float(row["perplexity"]) for row in history if "perplexity" in row]
+    if perplexities:
+        out["min_perplexity"] = min(perplexities)
+        params = result.config.objectives[0].params  # the quantiser's G x V (the objective's defaults: 2 x 320)
+        out["max_perplexity"] = float(params.get("num_groups", 2) * params.get("num_entries", 320))
     return out
 
 
@@ -142,12 +167,12 @@ def hubert_two_iterations(
     return out
 
 
-def mfcc_baseline(root: str, seed: int, quick: bool) -> dict[str, float]:
+def mfcc_baseline(root: str, seed: int, quick: bool, train_takes: int | None = None) -> dict[str, float]:
     """The utterance probe on 39-d MFCC + deltas (``speech.mfcc``), digit and speaker accuracy in %."""
     import ssl_core
     from ssl_speech import MFCCEncoder, UtteranceProbeEvaluator, fsdd
 
-    splits = fsdd(root, limit=100 if quick else None, progress=False)
+    splits = fsdd(root, limit=100 if quick else None, progress=False, train_takes=train_takes)
     evaluators = {task: UtteranceProbeEvaluator(target=task, seed=seed, epochs=5 if quick else 50) for task in TASKS}
     results = ssl_core.evaluate(MFCCEncoder(), splits, evaluators, batch_size=64)
     return {f"{task}_pct": 100.0 * results[task]["accuracy"] for task in TASKS}
@@ -155,20 +180,26 @@ def mfcc_baseline(root: str, seed: int, quick: bool) -> dict[str, float]:
 
 def summary(report: Report) -> str:
     """Mean accuracy per (impl, task) and the pretrained-minus-random gaps."""
-    impls = [i for i in ("wav2vec2", "hubert", "random_init", "mfcc") if report.values(i, "digit", "accuracy_pct")]
+    # the --subset rows are named as issue 19 asks: accuracy, random
+    subset = any(report.values(impl, "digit", "accuracy") for impl in ("wav2vec2", "hubert", "mfcc"))
+    metric, random = ("accuracy", "random") if subset else ("accuracy_pct", "random_init")
+    impls = [i for i in ("wav2vec2", "hubert", random, "mfcc") if report.values(i, "digit", metric)]
     lines = [f"{'encoder (utterance probe)':<28} {'digit %':>8} {'speaker %':>10}"]
-    mean = {(i, t): statistics.mean(report.values(i, t, "accuracy_pct")) for i in impls for t in TASKS}
+    mean = {(i, t): statistics.mean(report.values(i, t, metric)) for i in impls for t in TASKS}
     for impl in impls:
         lines.append(f"{impl:<28} {mean[(impl, 'digit')]:>8.1f} {mean[(impl, 'speaker')]:>10.1f}")
-    if ("random_init", "digit") in mean:
+    if (random, "digit") in mean:
         for impl in ("wav2vec2", "hubert"):
             if (impl, "digit") in mean:
-                gaps = [mean[(impl, t)] - mean[("random_init", t)] for t in TASKS]
+                gaps = [mean[(impl, t)] - mean[(random, t)] for t in TASKS]
                 seconds = statistics.mean(report.values(impl, "fsdd", "pretrain_seconds"))
                 steps = statistics.mean(report.values(impl, "fsdd", "steps"))
                 lines.append(f"{impl} - random init: digit {gaps[0]:+.1f}, speaker {gaps[1]:+.1f} points "
                              f"({steps:.0f} steps, {seconds / 60:.1f} min pretraining)")  # fmt: skip
-    for impl in ("hubert-iter1", "hubert-iter1-long", "hubert-iter2", "random"):
+    for low, high in zip(report.values("wav2vec2", "fsdd", "min_perplexity"),
+                         report.values("wav2vec2", "fsdd", "max_perplexity"), strict=False):  # fmt: skip
+        lines.append(f"wav2vec2 codebook: lowest perplexity {low:.1f} of {high:.0f} ({100 * low / high:.1f}%)")
+    for impl in ("hubert-iter1", "hubert-iter1-long", "hubert-iter2", *(() if subset else ("random",))):
         values = {t: report.values(impl, t, "accuracy") for t in TASKS}
         if all(values.values()):
             steps = report.values(impl, "fsdd", "steps")
@@ -194,7 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--subset", type=int, default=None,
+                        help="train on N clips (a multiple of 60: N / 60 takes per digit and speaker)")  # fmt: skip
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe override for wav2vec2 / hubert (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.subset is not None and (args.subset < 60 or args.subset % 60):
+        parser.error(f"--subset must be a positive multiple of 60 (6 speakers x 10 digits), got {args.subset}")
+    train_takes = None if args.subset is None else args.subset // 60
 
     report = Report("speech_fsdd")
     if args.merge:
@@ -215,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         "probe": "speech.utterance_probe: layer-weighted, mean-pooled, 2 linear layers, 50 epochs",
         "split": "FSDD takes 0-4 test (300), 5-49 train (2700)",
         "quick": args.quick,
+        "subset": args.subset,
+        "overrides": args.overrides,
     }
+    if args.subset is not None:
+        split = f"FSDD takes 0-4 test (300), takes 5-{4 + train_takes} train ({args.subset})"
+        report.extra["protocol"]["split"] = split
     for method in args.methods:
         if method == "hubert2":
             steps2 = args.steps2 or steps
@@ -232,17 +275,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{impl}: " + ", ".join(f"{k} {v:.1f}" for k, v in values.items()), flush=True)
             report.write(args.json)
             continue
+        # the subset study (issue 19) names its rows as that issue does: accuracy, random
+        accuracy, random = ("accuracy", "random") if args.subset is not None else ("accuracy_pct", "random_init")
         if method == "mfcc":
-            out = mfcc_baseline(args.root, args.seed, args.quick)
+            out = mfcc_baseline(args.root, args.seed, args.quick, train_takes)
             for task in TASKS:
-                report.add(impl="mfcc", case=task, metric="accuracy_pct", value=out[f"{task}_pct"], seed=args.seed)
+                report.add(impl="mfcc", case=task, metric=accuracy, value=out[f"{task}_pct"], seed=args.seed)
         else:
-            out = pretrain(method, args.root, steps, args.precision, args.seed, args.quick)
+            out = pretrain(method, args.root, steps, args.precision, args.seed, args.quick, train_takes, args.overrides)
             for task in TASKS:
-                report.add(impl=method, case=task, metric="accuracy_pct", value=out[f"{task}_pct"], seed=args.seed)
-                report.add(impl="random_init", case=task, metric="accuracy_pct", value=out[f"random_{task}_pct"],
-                           seed=args.seed)  # fmt: skip
-            for metric in ("pretrain_seconds", "steps", "final_loss", "final_objective_accuracy"):
+                report.add(impl=method, case=task, metric=accuracy, value=out[f"{task}_pct"], seed=args.seed)
+                report.add(impl=random, case=task, metric=accuracy, value=out[f"random_{task}_pct"], seed=args.seed)
+            for metric in ("pretrain_seconds", "steps", "final_loss", "final_objective_accuracy", "min_perplexity",
+                           "max_perplexity"):  # fmt: skip
                 if metric in out:
                     report.add(impl=method, case="fsdd", metric=metric, value=out[metric], seed=args.seed)
         print(f"{method}: " + ", ".join(f"{k} {v:.2f}" for k, v in out.items() if isinstance(v, float)), flush=True)

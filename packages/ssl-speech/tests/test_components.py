@@ -104,6 +104,16 @@ def test_fsdd_split_and_labels(fsdd_root: Path) -> None:
     assert speaker.num_classes == 6 and speaker.train[0]["y"] == speaker.train[0]["speaker"]
 
 
+def test_fsdd_train_takes_keeps_a_small_corpus_with_every_digit_and_speaker(fsdd_root: Path) -> None:
+    splits = fsdd(str(fsdd_root), train_takes=2, progress=False)
+    stems = [Path(f).stem.split("_") for f in splits.train.files]  # type: ignore[attr-defined]
+    assert len(stems) == 120 and {int(take) for _, _, take in stems} == {5, 6}
+    assert len({digit for digit, _, _ in stems}) == 10 and len({speaker for _, speaker, _ in stems}) == 6
+    assert len(splits.test) == 300  # the test split is untouched
+    with pytest.raises(AudioDataError, match="train_takes"):
+        fsdd(str(fsdd_root), train_takes=0, progress=False)
+
+
 def test_fsdd_target_in_info_does_not_choose_the_probe_target(fsdd_root: Path) -> None:
     # FSDD's info["target"] describes the dataset's y; the probe's target is the pipeline file's
     # choice, so it is not a declared data_param and keeps its default ("y") when the file is silent.

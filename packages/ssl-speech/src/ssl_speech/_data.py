@@ -344,6 +344,7 @@ def fsdd(
     limit: int | None = None,
     progress: bool = True,
     download: bool = False,
+    train_takes: int | None = None,
 ) -> DatasetSplits:
     """The Free Spoken Digit Dataset: 3,000 8 kHz recordings ``{digit}_{speaker}_{take}.wav``.
 
@@ -358,6 +359,8 @@ def fsdd(
             (keyword-only, added by :func:`~ssl_speech._label_files.takes_label_file` as for every speech dataset).
         download: fetch FSDD from GitHub into ``root/recordings`` first when it has no
             recordings (:func:`download_fsdd`).
+        train_takes: keep only takes ``test_takes .. test_takes + train_takes - 1`` in the
+            train split: a small corpus with every digit and speaker (10: 600 clips).
 
     Raises:
         AudioDataError: no ``root``, or no file named like FSDD's.
@@ -389,10 +392,15 @@ def fsdd(
             f"or set download = true to fetch them from {FSDD_URL} into ROOT/recordings (off by default)"
         )
     speakers = sorted({_FSDD_NAME.match(p.stem).group(2) for p in paths})  # type: ignore[union-attr]
+    if train_takes is not None and train_takes < 1:
+        raise AudioDataError(f"train_takes must be at least 1 (10 takes: 600 train clips), got {train_takes}")
     split: dict[str, list[Path]] = {"train": [], "test": []}
     for path in paths:
         take = int(_FSDD_NAME.match(path.stem).group(3))  # type: ignore[union-attr]
-        split["test" if take < test_takes else "train"].append(path)
+        if take < test_takes:
+            split["test"].append(path)
+        elif train_takes is None or take < test_takes + train_takes:
+            split["train"].append(path)
     if limit is not None:
         split = {k: v[:limit] for k, v in split.items()}
     loaded = {k: _load_many(v, sample_rate, min_samples, progress) for k, v in split.items()}
