@@ -6,10 +6,12 @@ import contextlib
 import functools
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, get_args
 
 import torch
 from torch import Tensor
+
+from ._config import Precision  # one definition: _config's, which imports no torch
 
 __all__ = [
     "Precision",
@@ -22,9 +24,7 @@ __all__ = [
     "resolve_precision",
 ]
 
-Precision = Literal["fp32", "bf16", "fp16", "auto"]
-
-_PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+_PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
 def _mps_available() -> bool:
