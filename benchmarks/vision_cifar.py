@@ -337,6 +337,10 @@ def bench_e2e(report: Report, methods: tuple[str, ...], root: Path, steps: int, 
     """Each (impl, threads, workers) config end to end; rows carry ``config`` and the load before/after."""
     import torch
 
+    no_bf16 = bf16_skip_reason()
+    if no_bf16:
+        print(f"note: {no_bf16}")
+    ours_precisions = [("ours", "fp32")] if no_bf16 else [("ours", "fp32"), ("ours-bf16", "bf16")]
     for method in methods:
         for family, threads, workers in configs:
             torch.set_num_threads(threads)
@@ -350,7 +354,7 @@ def bench_e2e(report: Report, methods: tuple[str, ...], root: Path, steps: int, 
                                load=load)  # fmt: skip
                 print(f"{method} end-to-end, lightly ({config}): {rate:.1f}/s", flush=True)
             else:
-                for impl, precision in (("ours", "fp32"), ("ours-bf16", "bf16"))[: 1 if bf16_skip_reason() else 2]:
+                for impl, precision in ours_precisions:
                     before = machine_load()
                     steady, decode_seconds, n = ours_e2e(method, root, steps, precision, workers)
                     load = (before, machine_load())
