@@ -324,13 +324,20 @@ def plugin(session: nox.Session, plugin: str) -> None:
 
 @nox.session(tags=["ci"], venv_params=LAYER_VENV_PARAMS)
 def tests(session: nox.Session) -> None:
-    """Everything installed together: core, plugin and cross-package tests."""
+    """Everything installed together: cross-package tests, the third-party example, core's slow tests.
+
+    Core's other tests and each plugin's tests already ran, against the same dependency layer,
+    in the ``core`` and ``plugin`` sessions; ``nox -s tests -- core/tests packages`` runs them
+    here too.
+    """
     layer_site = use_deps_layer(session)
     install_own(session, layer_site, *all_own_packages())
-    plugin_tests = sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("packages/*/tests"))
-    targets = existing("core/tests", *plugin_tests, f"{THIRDPARTY_EXAMPLE_DIR}/tests", "tests")
-    session.run("python", "-m", "pytest", *targets, "-q", *session.posargs)
-    if not session.posargs and (ROOT / THIRDPARTY_EXAMPLE_DIR / "pyproject.toml").is_file():
+    if session.posargs:
+        session.run("python", "-m", "pytest", "-q", *session.posargs)
+        return
+    session.run("python", "-m", "pytest", "-q", *existing(f"{THIRDPARTY_EXAMPLE_DIR}/tests", "tests"))
+    session.run("python", "-m", "pytest", "-q", "core/tests", "-m", "slow")
+    if (ROOT / THIRDPARTY_EXAMPLE_DIR / "pyproject.toml").is_file():
         run_doctests(session, THIRDPARTY_EXAMPLE_MODULE)  # core's and the plugins' run in their own sessions
 
 
