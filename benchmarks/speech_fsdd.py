@@ -28,7 +28,8 @@ speaker (600: 10 takes each), the small corpus of short clips where wav2vec 2.0'
 collapsed; the probes train on those N clips and test on the usual 300. Rows: ``accuracy`` (in
 %) for impl in ``wav2vec2``, ``hubert``, ``random``, ``mfcc`` x case ``digit`` (and
 ``speaker``), and per wav2vec 2.0 run ``min_perplexity`` (the lowest codebook perplexity of any
-step: every step is logged) beside ``max_perplexity`` (G x V).
+step: every step is logged) beside ``max_perplexity`` (G x V), and the curve
+``perplexity_step<N>`` (step 1 and every 50 steps).
 ``--set KEY=VALUE`` (repeatable) changes the recipe, for the ablation in docs/speech.md.
 
 Usage::
@@ -56,6 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import Report, base_parser, merge_files
 
 TASKS = ("digit", "speaker")
+PERPLEXITY_EVERY = 50
+"""The subset study's perplexity curve: rows ``perplexity_step<N>`` at step 1 and every 50 steps."""
 
 
 def _probe_overrides(quick: bool) -> list[str]:
@@ -97,8 +100,9 @@ def pretrain(
     out: dict[str, Any] = {"wall_seconds": time.perf_counter() - started}
     for task, value in _probe(metrics, "evaluations").items():
         out[f"{task}_pct"] = value
-    for task, value in _probe(metrics, "random_init").items():
-        out[f"random_{task}_pct"] = value
+    if "random_init" in metrics:  # absent with --set compare_random_init=false (ablation runs)
+        for task, value in _probe(metrics, "random_init").items():
+            out[f"random_{task}_pct"] = value
     train = metrics["train"]
     history = result.history
     out.update(pretrain_seconds=train["seconds"], steps=float(train["steps"]), final_loss=train["final_loss"])
@@ -107,6 +111,9 @@ def pretrain(
     perplexities = [float(row["perplexity"]) for row in history if "perplexity" in row]
     if perplexities:
         out["min_perplexity"] = min(perplexities)
+        curve_steps = {1, *range(PERPLEXITY_EVERY, steps + 1, PERPLEXITY_EVERY)}
+        out["perplexity_curve"] = {int(row["step"]): float(row["perplexity"]) for row in history
+                                   if "perplexity" in row and int(row["step"]) in curve_steps}  # fmt: skip
         params = result.config.objectives[0].params  # the quantiser's G x V (the objective's defaults: 2 x 320)
         out["max_perplexity"] = float(params.get("num_groups", 2) * params.get("num_entries", 320))
     return out
@@ -285,11 +292,14 @@ def main(argv: list[str] | None = None) -> int:
             out = pretrain(method, args.root, steps, args.precision, args.seed, args.quick, train_takes, args.overrides)
             for task in TASKS:
                 report.add(impl=method, case=task, metric=accuracy, value=out[f"{task}_pct"], seed=args.seed)
-                report.add(impl=random, case=task, metric=accuracy, value=out[f"random_{task}_pct"], seed=args.seed)
+                if f"random_{task}_pct" in out:
+                    report.add(impl=random, case=task, metric=accuracy, value=out[f"random_{task}_pct"], seed=args.seed)
             for metric in ("pretrain_seconds", "steps", "final_loss", "final_objective_accuracy", "min_perplexity",
                            "max_perplexity"):  # fmt: skip
                 if metric in out:
                     report.add(impl=method, case="fsdd", metric=metric, value=out[metric], seed=args.seed)
+            for step, value in out.get("perplexity_curve", {}).items():
+                report.add(impl=method, case="fsdd", metric=f"perplexity_step{step}", value=value, seed=args.seed)
         print(f"{method}: " + ", ".join(f"{k} {v:.2f}" for k, v in out.items() if isinstance(v, float)), flush=True)
         report.write(args.json)
     print(summary(report))
